@@ -1,0 +1,1 @@
+"""certctl: a self-hosted private CA with a built-in ACME server."""
