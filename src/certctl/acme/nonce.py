@@ -1,0 +1,83 @@
+"""Stateless, authenticated anti-replay nonces (RFC 8555 §6.5).
+
+A nonce is ``base64url(expiry || random || mac)``:
+
+* ``expiry``: 8 octets, unix seconds, big-endian;
+* ``random``: 16 octets from the CSPRNG (uniqueness);
+* ``mac``: the first 16 octets of HMAC-SHA256(key, expiry || random).
+
+This module only mints nonces and checks that one is ours and not expired, so that
+garbage is refused before touching the database. Single use (RFC 8555 §6.5: "MUST NOT
+accept a nonce more than once") is enforced by the caller's store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from certctl.acme.b64 import b64url_decode, b64url_encode
+from certctl.domain.errors import AcmeError, ProblemType
+
+_EXPIRY_LEN: Final = 8
+_RANDOM_LEN: Final = 16
+_MAC_LEN: Final = 16
+_SIGNED_LEN: Final = _EXPIRY_LEN + _RANDOM_LEN
+NONCE_BYTES: Final = _SIGNED_LEN + _MAC_LEN  # 40
+NONCE_CHARS: Final = 54  # len(b64url_encode(40 octets)), no padding
+MIN_KEY_BYTES: Final = 16
+
+
+class NonceCodec:
+    """Mints and authenticates nonces; cheap enough to run on every response."""
+
+    def __init__(self, key: bytes, ttl: timedelta, clock: Callable[[], datetime]) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"nonce key must be at least {MIN_KEY_BYTES} bytes")
+        if ttl <= timedelta(0):
+            raise ValueError("nonce ttl must be positive")
+        self._key = bytes(key)
+        self._ttl = ttl
+        self._clock = clock
+
+    def issue(self) -> str:
+        """A fresh nonce valid for ``ttl`` from now (rounded down to whole seconds)."""
+        expiry = int(_aware(self._clock() + self._ttl).timestamp())
+        signed = expiry.to_bytes(_EXPIRY_LEN, "big") + secrets.token_bytes(_RANDOM_LEN)
+        return b64url_encode(signed + self._mac(signed))
+
+    def check(self, nonce: str) -> datetime:
+        """Return the expiry of an authentic, unexpired nonce or raise ``badNonce``."""
+        value: object = nonce
+        if not isinstance(value, str) or len(value) != NONCE_CHARS:
+            raise _bad_nonce()
+        try:
+            raw = b64url_decode(value)
+        except AcmeError:
+            raise _bad_nonce() from None
+        signed, mac = raw[:_SIGNED_LEN], raw[_SIGNED_LEN:]
+        if not hmac.compare_digest(mac, self._mac(signed)):
+            raise _bad_nonce()
+        try:
+            expiry = datetime.fromtimestamp(int.from_bytes(signed[:_EXPIRY_LEN], "big"), UTC)
+        except (OverflowError, OSError, ValueError):  # only reachable with a leaked key
+            raise _bad_nonce() from None
+        if _aware(self._clock()) >= expiry:
+            raise _bad_nonce()
+        return expiry
+
+    def _mac(self, signed: bytes) -> bytes:
+        return hmac.digest(self._key, signed, "sha256")[:_MAC_LEN]
+
+
+def _aware(moment: datetime) -> datetime:
+    """Treat a naive clock reading as UTC rather than local time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _bad_nonce() -> AcmeError:
+    # One detail for every failure: do not tell an attacker which check failed.
+    return AcmeError(ProblemType.BAD_NONCE, "JWS has an invalid anti-replay nonce")
