@@ -1,0 +1,30 @@
+# certctl developer entry points. Every target bootstraps .venv on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install serve test check
+
+install: $(STAMP)
+
+# Re-install whenever a lock file or pyproject.toml changes.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements-dev.lock
+	$(BIN)/pip install --no-deps -e .
+	touch $@
+
+# HTTPS on 127.0.0.1:8443, data in ./data, embedded SQLite (see `certctl serve --help`).
+serve: $(STAMP)
+	$(BIN)/certctl serve
+
+test: $(STAMP)
+	$(BIN)/pytest -n auto
+
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: environment gating, served instances, certificate checks."""
