@@ -1,1 +1,30 @@
-"""certctl.ca."""
+"""certctl.ca: the local certificate authority, the only component that holds private keys.
+
+Public surface: bootstrap the CA (``load_or_create_ca``), issue leaves through an ``Issuer``
+(``IssueRequest`` -> ``IssuedCertificate``), the key-backend seam, and the HTTPS listener's
+own certificate (``ensure_server_certificate``).
+"""
+
+from certctl.ca.bootstrap import load_or_create_ca
+from certctl.ca.issuer import Issuer, LocalCA, issuer_id
+from certctl.ca.keys import FileKeyBackend, KeyBackend, KeyType, PrivateKey, generate_key
+from certctl.ca.lint import LintError
+from certctl.ca.profile import IssuedCertificate, IssueRequest, key_info
+from certctl.ca.tls import ensure_server_certificate
+
+__all__ = [
+    "FileKeyBackend",
+    "IssueRequest",
+    "IssuedCertificate",
+    "Issuer",
+    "KeyBackend",
+    "KeyType",
+    "LintError",
+    "LocalCA",
+    "PrivateKey",
+    "ensure_server_certificate",
+    "generate_key",
+    "issuer_id",
+    "key_info",
+    "load_or_create_ca",
+]

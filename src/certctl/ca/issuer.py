@@ -1,0 +1,156 @@
+"""The local CA: a root certificate and the issuing intermediates that sign leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from certctl.ca.keys import PrivateKey, signature_hash
+from certctl.ca.lint import lint_leaf, spki
+from certctl.ca.profile import IssuedCertificate, IssueRequest, build_leaf, key_info
+from certctl.domain.errors import AcmeError, ProblemType
+from certctl.domain.serials import canonical_serial
+
+__all__ = ["IssueRequest", "IssuedCertificate", "Issuer", "LocalCA", "issuer_id", "key_info"]
+
+# CA/B BR §6.1.5: RSA moduli of at least 2048 bits, a whole number of octets.
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192
+_ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    """The certificate's SKI extension, or the RFC 5280 §4.2.1.2 method (1) value if absent."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+
+
+def issuer_id(cert: x509.Certificate) -> str:
+    """A stable, short id for an issuing CA: ``iss-`` and the first 8 octets of its SKI in hex."""
+    return "iss-" + subject_key_identifier(cert).digest.hex()[:16]
+
+
+def checked_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
+    """The CSR's public key, once its self-signature proves possession (RFC 2986 §3)."""
+    try:
+        public_key = csr.public_key()
+        valid = csr.is_signature_valid
+    except UnsupportedAlgorithm as exc:
+        raise AcmeError(ProblemType.BAD_CSR, "CSR uses an unsupported algorithm") from exc
+    except (ValueError, TypeError) as exc:
+        raise AcmeError(ProblemType.BAD_CSR, "CSR cannot be parsed") from exc
+    if not valid:
+        raise AcmeError(ProblemType.BAD_CSR, "CSR signature is invalid")
+    _check_key_strength(public_key)
+    return public_key
+
+
+def _check_key_strength(public_key: CertificatePublicKeyTypes) -> None:
+    """A last line of defence; the key policy proper lives in ``certctl.policy``."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        numbers = public_key.public_numbers()
+        if not MIN_RSA_BITS <= public_key.key_size <= MAX_RSA_BITS or public_key.key_size % 8:
+            raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "RSA key size is not allowed")
+        if numbers.e < 3 or numbers.e % 2 == 0:  # CA/B BR §6.1.6: odd, at least 3
+            raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "RSA public exponent is not allowed")
+        return
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, _ALLOWED_CURVES):
+            raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "elliptic curve is not allowed")
+        return
+    if not isinstance(public_key, ed25519.Ed25519PublicKey):
+        raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "public key algorithm is not allowed")
+
+
+class Issuer:
+    """One issuing CA certificate and its key. Immutable after construction."""
+
+    __slots__ = ("_key", "aki", "cert_pem", "certificate", "chain_pem", "id", "ski")
+
+    def __init__(self, certificate: x509.Certificate, key: PrivateKey, root_pem: str) -> None:
+        if spki(certificate.public_key()) != spki(key.public_key()):
+            raise ValueError("issuer key does not match its certificate")
+        self.certificate = certificate
+        self._key = key
+        self.id = issuer_id(certificate)
+        self.cert_pem = pem(certificate)
+        # Intermediate then root: appended after a leaf, this completes the path.
+        self.chain_pem = self.cert_pem + root_pem
+        self.ski = subject_key_identifier(certificate).digest
+        self.aki = _authority_key_id(certificate)
+
+    def __repr__(self) -> str:
+        return f"Issuer(id={self.id!r}, subject={self.certificate.subject.rfc4514_string()!r})"
+
+    def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Sign a leaf for ``request``; ``AcmeError`` (badCSR/badPublicKey) for bad client
+        input, ``LintError`` if the result fails the pre-issuance checks."""
+        public_key = checked_public_key(request.csr)
+        if spki(public_key) == spki(self._key.public_key()):
+            raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "CSR reuses a CA key")
+        ski = x509.SubjectKeyIdentifier(self.ski)
+        builder = build_leaf(request, public_key, self.certificate, ski)
+        cert = builder.sign(self._key, signature_hash(self._key))
+        lint_leaf(cert, request, self.certificate, public_key)
+        return self._issued(cert)
+
+    def _issued(self, cert: x509.Certificate) -> IssuedCertificate:
+        leaf_pem = pem(cert)
+        algorithm, size = key_info(cert.public_key())
+        return IssuedCertificate(
+            serial_hex=canonical_serial(cert.serial_number),
+            certificate=cert,
+            leaf_pem=leaf_pem,
+            chain_pem=leaf_pem + self.cert_pem,  # RFC 8555 §7.4.2: leaf first, no root
+            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            key_algorithm=algorithm,
+            key_size=size,
+        )
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes:
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return b""
+    return aki.key_identifier or b""
+
+
+class LocalCA:
+    """The root certificate and the issuers it has signed, keyed by ``Issuer.id``."""
+
+    __slots__ = ("_issuers", "root", "root_pem")
+
+    def __init__(self, root: x509.Certificate, issuers: Iterable[Issuer]) -> None:
+        self.root = root
+        self.root_pem = pem(root)
+        by_id = {issuer.id: issuer for issuer in issuers}
+        if not by_id:
+            raise ValueError("a CA needs at least one issuer")
+        self._issuers: Mapping[str, Issuer] = MappingProxyType(by_id)
+
+    def __repr__(self) -> str:
+        return f"LocalCA(root={self.root.subject.rfc4514_string()!r}, issuers={list(self.issuers)})"
+
+    @property
+    def issuers(self) -> Mapping[str, Issuer]:
+        return self._issuers
+
+    @property
+    def default_issuer(self) -> Issuer:
+        """The issuer new certificates should come from: the one valid the longest."""
+        return max(self._issuers.values(), key=lambda i: i.certificate.not_valid_after_utc)

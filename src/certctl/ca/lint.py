@@ -1,0 +1,131 @@
+"""Pre-issuance lint: does the signed leaf say exactly what was asked, and is it well-formed?
+
+Boulder lints every certificate before it leaves the CA (prepare -> lint -> sign). We sign in
+memory, run these checks, and hand the certificate out only if none fails, so a certificate
+that fails never reaches storage or a client. The checks are ours, not a general linter's:
+they cover what pkilint does not (request fidelity, serial entropy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from certctl.ca.profile import IssueRequest, check_serial, whole_seconds
+
+Check = Callable[[x509.Certificate, IssueRequest, x509.Certificate], Iterator[str]]
+
+
+class LintError(Exception):
+    """A certificate the CA built failed its own checks: a bug, never the client's fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def lint_leaf(
+    cert: x509.Certificate,
+    request: IssueRequest,
+    issuer: x509.Certificate,
+    public_key: CertificatePublicKeyTypes,
+) -> None:
+    """Raise ``LintError`` listing every problem found in ``cert``."""
+    problems = [p for check in _CHECKS for p in check(cert, request, issuer)]
+    if spki(cert.public_key()) != spki(public_key):
+        problems.append("subject public key differs from the CSR's")
+    if problems:
+        raise LintError(problems)
+
+
+def spki(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _serial(cert: x509.Certificate, request: IssueRequest, _: x509.Certificate) -> Iterator[str]:
+    if cert.serial_number != request.serial:
+        yield "serial differs from the request"
+    try:
+        check_serial(cert.serial_number)  # RFC 5280 §4.1.2.2
+    except ValueError as exc:
+        yield str(exc)
+
+
+def _validity(
+    cert: x509.Certificate, request: IssueRequest, issuer: x509.Certificate
+) -> Iterator[str]:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if not whole_seconds(request.not_before) <= start < end <= request.not_after:
+        yield "validity outside the requested window"
+    # RFC 5280 §6.1.3 (a)(2): a path is only valid while every certificate in it is.
+    if start < issuer.not_valid_before_utc or end > issuer.not_valid_after_utc:
+        yield "validity outside the issuer's"
+
+
+def _names(cert: x509.Certificate, request: IssueRequest, _: x509.Certificate) -> Iterator[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        yield "subjectAltName missing"
+        return
+    san = ext.value
+    if set(san.get_values_for_type(x509.DNSName)) != set(request.dns_names):
+        yield "SAN DNS names differ from the request"
+    if set(san.get_values_for_type(x509.IPAddress)) != set(request.ip_addresses):
+        yield "SAN IP addresses differ from the request"
+    # RFC 5280 §4.2.1.6: critical if and only if the subject is empty.
+    if ext.critical != (len(cert.subject) == 0):
+        yield "SAN criticality does not match the subject"
+    for cn in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        if cn.value not in request.dns_names:  # CA/B BR §7.1.4.3: CN must come from the SAN
+            yield "commonName is not one of the SAN names"
+
+
+def _constraints(
+    cert: x509.Certificate, request: IssueRequest, _: x509.Certificate
+) -> Iterator[str]:
+    if cert.version is not x509.Version.v3:
+        yield "not an X.509 v3 certificate"
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        basic = None
+    if basic is None or basic.value.ca:
+        yield "leaf is not marked CA:FALSE"
+    stapled = _has(cert, ExtensionOID.TLS_FEATURE)
+    if stapled != request.must_staple:
+        yield "TLS Feature (must-staple) does not match the request"
+
+
+def _issuer(cert: x509.Certificate, _: IssueRequest, issuer: x509.Certificate) -> Iterator[str]:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        yield "signature or issuer name does not chain to the issuer"
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        yield "key identifiers missing"
+        return
+    # RFC 5280 §4.2.1.1: the AKI keyIdentifier is the issuer's SKI.
+    if aki.key_identifier != ski.digest:
+        yield "authorityKeyIdentifier does not match the issuer"
+
+
+def _has(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(oid)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+_CHECKS: tuple[Check, ...] = (_serial, _validity, _names, _constraints, _issuer)
