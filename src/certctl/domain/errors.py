@@ -79,7 +79,7 @@ DEFAULT_STATUS: dict[ProblemType, int] = {
     ProblemType.REJECTED_IDENTIFIER: 400,
     ProblemType.SERVER_INTERNAL: 500,
     ProblemType.TLS: 400,
-    ProblemType.UNAUTHORIZED: 401,
+    ProblemType.UNAUTHORIZED: 403,  # RFC 8555 §6.7 examples and Boulder use 403
     ProblemType.UNSUPPORTED_CONTACT: 400,
     ProblemType.UNSUPPORTED_IDENTIFIER: 400,
     ProblemType.USER_ACTION_REQUIRED: 403,

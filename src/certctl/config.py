@@ -1,0 +1,194 @@
+"""One typed settings object, read once from the environment and validated at start-up.
+
+``CERTCTL_*`` configures the server; ``CERTCTL_ACME_SERVER_*`` configures its ACME surface
+(names as in the original design notes). Every field has a safe default. ``ENV_VARS`` lists
+every variable read here; a test checks the docs against it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from datetime import timedelta
+from pathlib import Path
+
+from certctl.domain.model import AuthMode
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def parse_duration(name: str, text: str) -> timedelta:
+    """Go-style durations as in the design notes: ``90s``, ``5m``, ``24h``, ``1h30m``."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"{name}: {text!r} is not a duration like 30s, 5m or 24h")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: {text!r} is not a boolean")
+
+
+def _int(name: str, text: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an integer") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}: {value} is outside {minimum}..{maximum}")
+    return value
+
+
+def _listen(name: str, text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{name}: {text!r} must be HOST:PORT")
+    return host.strip("[]"), _int(name, port, 1, 65535)
+
+
+@dataclass(frozen=True)
+class AcmeServerSettings:
+    enabled: bool = True
+    default_auth_mode: AuthMode = AuthMode.TRUST_AUTHENTICATED
+    default_profile_id: str = "default"
+    nonce_ttl: timedelta = timedelta(minutes=5)
+    order_ttl: timedelta = timedelta(hours=24)
+    authz_ttl: timedelta = timedelta(hours=24)
+    tos_url: str = ""
+    website: str = ""
+    caa_identities: tuple[str, ...] = ()
+    eab_required: bool = False
+    orders_page_size: int = 100
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+    database_url: str = ""
+    plain_http: bool = False
+    workers: int = 1
+    ca_key_type: str = "ecdsa-p256"
+    tls_hostnames: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    acme: AcmeServerSettings = field(default_factory=AcmeServerSettings)
+
+    @property
+    def effective_database_url(self) -> str:
+        """``CERTCTL_DATABASE_URL`` or the embedded SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+pysqlite:///{(self.data_dir / 'certctl.db').resolve()}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+ENV_VARS: tuple[str, ...] = (
+    "CERTCTL_DATA_DIR",
+    "CERTCTL_LISTEN",
+    "CERTCTL_DATABASE_URL",
+    "CERTCTL_PLAIN_HTTP",
+    "CERTCTL_WORKERS",
+    "CERTCTL_CA_KEY_TYPE",
+    "CERTCTL_TLS_HOSTNAMES",
+    "CERTCTL_LOG_LEVEL",
+    "CERTCTL_ACME_SERVER_ENABLED",
+    "CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE",
+    "CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID",
+    "CERTCTL_ACME_SERVER_NONCE_TTL",
+    "CERTCTL_ACME_SERVER_ORDER_TTL",
+    "CERTCTL_ACME_SERVER_AUTHZ_TTL",
+    "CERTCTL_ACME_SERVER_TOS_URL",
+    "CERTCTL_ACME_SERVER_WEBSITE",
+    "CERTCTL_ACME_SERVER_CAA_IDENTITIES",
+    "CERTCTL_ACME_SERVER_EAB_REQUIRED",
+    "CERTCTL_ACME_SERVER_ORDERS_PAGE_SIZE",
+    "CERTCTL_ACME_SERVER_MAX_BODY_BYTES",
+)
+
+CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build and validate Settings from an environment mapping (``os.environ``)."""
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, default)
+
+    host, port = _listen("CERTCTL_LISTEN", get("CERTCTL_LISTEN", "127.0.0.1:8443"))
+    key_type = get("CERTCTL_CA_KEY_TYPE", "ecdsa-p256").strip().lower()
+    if key_type not in CA_KEY_TYPES:
+        raise ConfigError(f"CERTCTL_CA_KEY_TYPE: {key_type!r} is not one of {', '.join(CA_KEY_TYPES)}")
+    return Settings(
+        data_dir=Path(get("CERTCTL_DATA_DIR", "data")),
+        listen_host=host,
+        listen_port=port,
+        database_url=get("CERTCTL_DATABASE_URL").strip(),
+        plain_http=_bool("CERTCTL_PLAIN_HTTP", get("CERTCTL_PLAIN_HTTP")),
+        workers=_int("CERTCTL_WORKERS", get("CERTCTL_WORKERS", "1"), 1, 64),
+        ca_key_type=key_type,
+        tls_hostnames=_csv(get("CERTCTL_TLS_HOSTNAMES")),
+        log_level=get("CERTCTL_LOG_LEVEL", "INFO").upper(),
+        acme=_acme_settings(get),
+    )
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _acme_settings(get: _Getter) -> AcmeServerSettings:
+    prefix = "CERTCTL_ACME_SERVER_"
+    mode_text = get(prefix + "DEFAULT_AUTH_MODE", AuthMode.TRUST_AUTHENTICATED.value)
+    try:
+        mode = AuthMode(mode_text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{prefix}DEFAULT_AUTH_MODE: {mode_text!r} is not trust_authenticated or challenge"
+        ) from None
+    profile_id = get(prefix + "DEFAULT_PROFILE_ID", "default").strip()
+    if profile_id and not _PROFILE_ID.match(profile_id):
+        raise ConfigError(f"{prefix}DEFAULT_PROFILE_ID: {profile_id!r} is not a profile id")
+    return AcmeServerSettings(
+        enabled=_bool(prefix + "ENABLED", get(prefix + "ENABLED", "true")),
+        default_auth_mode=mode,
+        default_profile_id=profile_id,
+        nonce_ttl=parse_duration(prefix + "NONCE_TTL", get(prefix + "NONCE_TTL", "5m")),
+        order_ttl=parse_duration(prefix + "ORDER_TTL", get(prefix + "ORDER_TTL", "24h")),
+        authz_ttl=parse_duration(prefix + "AUTHZ_TTL", get(prefix + "AUTHZ_TTL", "24h")),
+        tos_url=get(prefix + "TOS_URL").strip(),
+        website=get(prefix + "WEBSITE").strip(),
+        caa_identities=_csv(get(prefix + "CAA_IDENTITIES")),
+        eab_required=_bool(prefix + "EAB_REQUIRED", get(prefix + "EAB_REQUIRED")),
+        orders_page_size=_int(
+            prefix + "ORDERS_PAGE_SIZE", get(prefix + "ORDERS_PAGE_SIZE", "100"), 1, 1000
+        ),
+        max_body_bytes=_int(
+            prefix + "MAX_BODY_BYTES", get(prefix + "MAX_BODY_BYTES", "65536"), 1024, 1 << 20
+        ),
+    )
+
+
+class _Getter(Protocol):
+    def __call__(self, name: str, default: str = "") -> str: ...
+
+
+def is_valid_profile_id(text: str) -> bool:
+    return bool(_PROFILE_ID.match(text))

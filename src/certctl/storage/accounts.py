@@ -1,0 +1,85 @@
+"""ACME account rows. Status changes are compare-and-set on the prior status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, RowMapping, exists, select, update
+
+from certctl.domain.model import Account, AccountStatus
+from certctl.storage import _json
+from certctl.storage.schema import acme_accounts
+
+
+def _account(row: RowMapping) -> Account:
+    return Account(
+        id=row["id"],
+        profile_id=row["profile_id"],
+        status=AccountStatus(row["status"]),
+        jwk_json=row["jwk_json"],
+        thumbprint=row["jwk_thumbprint"],
+        contact=tuple(_json.loads(row["contact"])),
+        tos_agreed=row["tos_agreed"],
+        created_at=row["created_at"],
+    )
+
+
+def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
+    conn.execute(
+        acme_accounts.insert().values(
+            id=account.id,
+            profile_id=account.profile_id,
+            status=account.status.value,
+            jwk_json=account.jwk_json,
+            jwk_thumbprint=account.thumbprint,
+            key_spki_sha256=spki_sha256,
+            contact=_json.dumps(list(account.contact)),
+            tos_agreed=account.tos_agreed,
+            created_at=account.created_at,
+            updated_at=account.created_at,
+        )
+    )
+
+
+def get(conn: Connection, account_id: str) -> Account | None:
+    row = conn.execute(select(acme_accounts).where(acme_accounts.c.id == account_id)).first()
+    return _account(row._mapping) if row else None
+
+
+def get_by_thumbprint(conn: Connection, profile_id: str, thumbprint: str) -> Account | None:
+    row = conn.execute(
+        select(acme_accounts).where(
+            acme_accounts.c.profile_id == profile_id,
+            acme_accounts.c.jwk_thumbprint == thumbprint,
+        )
+    ).first()
+    return _account(row._mapping) if row else None
+
+
+def key_in_use(conn: Connection, spki_sha256: str) -> bool:
+    """Is this public key any account's key, on any profile (RFC 8555 §11.1)?"""
+    return bool(
+        conn.execute(
+            select(exists().where(acme_accounts.c.key_spki_sha256 == spki_sha256))
+        ).scalar()
+    )
+
+
+def set_contact(conn: Connection, account_id: str, contact: tuple[str, ...], now: datetime) -> bool:
+    result = conn.execute(
+        update(acme_accounts)
+        .where(acme_accounts.c.id == account_id, acme_accounts.c.status == AccountStatus.VALID)
+        .values(contact=_json.dumps(list(contact)), updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def set_status(
+    conn: Connection, account_id: str, expected: AccountStatus, new: AccountStatus, now: datetime
+) -> bool:
+    result = conn.execute(
+        update(acme_accounts)
+        .where(acme_accounts.c.id == account_id, acme_accounts.c.status == expected.value)
+        .values(status=new.value, updated_at=now)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,45 @@
+"""Audit rows, written on the caller's connection so they commit with the change."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from certctl.storage import _json
+from certctl.storage.schema import audit_events
+
+
+def record(
+    conn: Connection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        audit_events.insert().values(
+            id="evt-" + secrets.token_hex(16),
+            at=at,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            details=_json.dumps(details or {}),
+        )
+    )
+
+
+def list_for(conn: Connection, object_type: str, object_id: str) -> Sequence[dict[str, Any]]:
+    rows = conn.execute(
+        select(audit_events)
+        .where(audit_events.c.object_type == object_type, audit_events.c.object_id == object_id)
+        .order_by(audit_events.c.at)
+    )
+    return [dict(r._mapping) for r in rows]

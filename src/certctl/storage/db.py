@@ -1,0 +1,117 @@
+"""Engine, transactions and start-up migrations.
+
+SQLite (embedded default) runs in WAL mode; write transactions start with ``BEGIN
+IMMEDIATE`` so two writers queue on the busy timeout instead of failing a lock upgrade.
+PostgreSQL uses psycopg 3 with a small pool and pre-ping, so a restarted server is
+reconnected without manual steps.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works: it only has to be the same for every replica (pg_advisory_lock key).
+_PG_MIGRATION_LOCK = 0x6365727463746C
+
+
+class Database:
+    """The one handle on the store; everything above uses ``read()`` and ``write()``."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.engine = _make_engine(url, pool_size=pool_size, sqlite=self.is_sqlite)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction that commits on success and rolls back on any exception."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def migrate(self) -> None:
+        """Apply migrations to head. Idempotent, and safe when replicas start together:
+        PostgreSQL serialises on an advisory lock, SQLite on a lock file beside the db."""
+        if self.is_sqlite:
+            self._migrate_sqlite()
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            conn.commit()
+            try:
+                self._upgrade(conn)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+
+    def _migrate_sqlite(self) -> None:
+        db_path = make_url(self.url).database
+        if not db_path or db_path == ":memory:":
+            with self.engine.connect() as conn:
+                self._upgrade(conn)
+            return
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{db_path}.migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with self.engine.connect() as conn:
+                self._upgrade(conn)
+
+    @staticmethod
+    def _upgrade(conn: Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str, *, pool_size: int, sqlite: bool) -> Engine:
+    if not sqlite:
+        return create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit transactions would not
+        # let us choose IMMEDIATE for writers.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

@@ -1,0 +1,197 @@
+"""Issuers, certificate profiles, and the certificate inventory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from certctl.domain.model import AuthMode, CertificateVersion, Profile
+from certctl.storage import _json
+from certctl.storage.schema import (
+    certificate_versions,
+    issuers,
+    managed_certificates,
+    profiles,
+)
+
+
+def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: str) -> bool:
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return conn.execute(stmt).rowcount == 1
+
+
+def ensure_issuer(
+    conn: Connection, *, issuer_id: str, name: str, cert_pem: str, chain_pem: str, key_type: str,
+    now: datetime,
+) -> None:
+    _insert_ignore(
+        conn,
+        issuers,
+        {"id": issuer_id, "name": name, "cert_pem": cert_pem, "chain_pem": chain_pem,
+         "key_type": key_type, "created_at": now},
+        "id",
+    )
+
+
+def issuer_ids(conn: Connection) -> list[str]:
+    return [r.id for r in conn.execute(select(issuers.c.id).order_by(issuers.c.created_at))]
+
+
+def _profile_values(p: Profile) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "description": p.description,
+        "issuer_id": p.issuer_id,
+        "acme_auth_mode": p.acme_auth_mode.value,
+        "key_algorithms": _json.dumps(list(p.key_algorithms)),
+        "max_validity_days": p.max_validity_days,
+        "ekus": _json.dumps(list(p.ekus)),
+        "must_staple": p.must_staple,
+        "enabled": p.enabled,
+    }
+
+
+def _profile(row: RowMapping) -> Profile:
+    return Profile(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        issuer_id=row["issuer_id"],
+        acme_auth_mode=AuthMode(row["acme_auth_mode"]),
+        key_algorithms=tuple(_json.loads(row["key_algorithms"])),
+        max_validity_days=row["max_validity_days"],
+        ekus=tuple(_json.loads(row["ekus"])),
+        must_staple=row["must_staple"],
+        enabled=row["enabled"],
+    )
+
+
+def insert_profile(conn: Connection, profile: Profile, now: datetime) -> bool:
+    """Insert unless a profile with that id exists; True when this call created it."""
+    values = _profile_values(profile) | {"created_at": now, "updated_at": now}
+    return _insert_ignore(conn, profiles, values, "id")
+
+
+def update_profile(conn: Connection, profile: Profile, now: datetime) -> bool:
+    values = _profile_values(profile) | {"updated_at": now}
+    values.pop("id")
+    result = conn.execute(update(profiles).where(profiles.c.id == profile.id).values(**values))
+    return result.rowcount == 1
+
+
+def get_profile(conn: Connection, profile_id: str) -> Profile | None:
+    row = conn.execute(select(profiles).where(profiles.c.id == profile_id)).first()
+    return _profile(row._mapping) if row else None
+
+
+def list_profiles(conn: Connection) -> list[Profile]:
+    return [_profile(r._mapping) for r in conn.execute(select(profiles).order_by(profiles.c.id))]
+
+
+def insert_certificate(
+    conn: Connection,
+    version: CertificateVersion,
+    *,
+    name: str,
+    common_name: str,
+    sans: Sequence[str],
+    now: datetime,
+) -> None:
+    conn.execute(
+        managed_certificates.insert().values(
+            id=version.certificate_id,
+            name=name,
+            common_name=common_name,
+            sans=_json.dumps(list(sans)),
+            profile_id=version.profile_id,
+            issuer_id=version.issuer_id,
+            source=version.source,
+            status="active",
+            expires_at=version.not_after,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        certificate_versions.insert().values(
+            id=version.id,
+            certificate_id=version.certificate_id,
+            serial=version.serial,
+            fingerprint_sha256=version.fingerprint_sha256,
+            not_before=version.not_before,
+            not_after=version.not_after,
+            pem_chain=version.pem_chain,
+            csr_pem=version.csr_pem,
+            key_algorithm=version.key_algorithm,
+            key_size=version.key_size,
+            source=version.source,
+            profile_id=version.profile_id,
+            issuer_id=version.issuer_id,
+            acme_account_id=version.acme_account_id,
+            acme_order_id=version.acme_order_id,
+            status=version.status,
+            created_at=now,
+        )
+    )
+
+
+def _version(row: RowMapping) -> CertificateVersion:
+    return CertificateVersion(
+        id=row["id"],
+        certificate_id=row["certificate_id"],
+        serial=row["serial"],
+        fingerprint_sha256=row["fingerprint_sha256"],
+        not_before=row["not_before"],
+        not_after=row["not_after"],
+        pem_chain=row["pem_chain"],
+        csr_pem=row["csr_pem"],
+        key_algorithm=row["key_algorithm"],
+        key_size=row["key_size"],
+        source=row["source"],
+        profile_id=row["profile_id"],
+        issuer_id=row["issuer_id"],
+        acme_account_id=row["acme_account_id"],
+        acme_order_id=row["acme_order_id"],
+        created_at=row["created_at"],
+        status=row["status"],
+    )
+
+
+def get_version(conn: Connection, version_id: str) -> CertificateVersion | None:
+    row = conn.execute(
+        select(certificate_versions).where(certificate_versions.c.id == version_id)
+    ).first()
+    return _version(row._mapping) if row else None
+
+
+def find_version(conn: Connection, key: str) -> CertificateVersion | None:
+    """By version id, certificate id or canonical serial (CLI lookups)."""
+    row = conn.execute(
+        select(certificate_versions).where(
+            (certificate_versions.c.id == key)
+            | (certificate_versions.c.certificate_id == key)
+            | (certificate_versions.c.serial == key)
+        )
+    ).first()
+    return _version(row._mapping) if row else None
+
+
+def list_versions(conn: Connection, *, limit: int = 1000) -> list[CertificateVersion]:
+    rows = conn.execute(
+        select(certificate_versions).order_by(certificate_versions.c.created_at).limit(limit)
+    )
+    return [_version(r._mapping) for r in rows]
+
+
+def count_versions_for_order(conn: Connection, order_id: str) -> int:
+    rows = conn.execute(
+        select(certificate_versions.c.id).where(certificate_versions.c.acme_order_id == order_id)
+    )
+    return len(rows.all())

@@ -1,0 +1,31 @@
+"""Single use of nonces across workers, replicas and restarts (RFC 8555 §6.5).
+
+Nonces themselves are stateless (HMAC, see certctl.acme.nonce); using one inserts it
+here. The primary key decides races: of N concurrent uses exactly one insert lands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from certctl.storage.schema import used_nonces
+
+
+def consume(conn: Connection, nonce: str, expires_at: datetime) -> bool:
+    """Record the use of ``nonce``; False when it had already been used."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert(used_nonces)
+        .values(nonce=nonce, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["nonce"])
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def purge_expired(conn: Connection, now: datetime) -> int:
+    """Expired nonces fail the HMAC expiry check anyway, so their rows can go."""
+    return conn.execute(delete(used_nonces).where(used_nonces.c.expires_at < now)).rowcount

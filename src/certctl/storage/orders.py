@@ -1,0 +1,188 @@
+"""Orders, authorizations and challenges. Transitions are compare-and-set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, RowMapping, and_, or_, select, update
+
+from certctl.domain.model import (
+    Authorization,
+    AuthzStatus,
+    Challenge,
+    ChallengeStatus,
+    Identifier,
+    Order,
+    OrderStatus,
+)
+from certctl.storage import _json
+from certctl.storage.schema import acme_authorizations, acme_challenges, acme_orders
+
+
+def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
+    conn.execute(
+        acme_orders.insert().values(
+            id=order.id,
+            account_id=order.account_id,
+            profile_id=order.profile_id,
+            status=order.stored_status.value,
+            identifiers=_json.dumps([i.to_wire() for i in order.identifiers]),
+            not_before=order.not_before,
+            not_after=order.not_after,
+            expires_at=order.expires_at,
+            created_at=order.created_at,
+            updated_at=order.created_at,
+        )
+    )
+    if authzs:
+        conn.execute(
+            acme_authorizations.insert(),
+            [
+                {
+                    "id": a.id,
+                    "order_id": order.id,
+                    "account_id": a.account_id,
+                    "identifier_type": a.identifier.type,
+                    "identifier_value": a.identifier.value,
+                    "status": a.status.value,
+                    "expires_at": a.expires_at,
+                    "created_at": order.created_at,
+                }
+                for a in authzs
+            ],
+        )
+    challenges = [c for a in authzs for c in a.challenges]
+    if challenges:
+        conn.execute(
+            acme_challenges.insert(),
+            [
+                {
+                    "id": c.id,
+                    "authz_id": c.authz_id,
+                    "type": c.type,
+                    "token": c.token,
+                    "status": c.status.value,
+                    "validated_at": c.validated_at,
+                    "error": c.error,
+                }
+                for c in challenges
+            ],
+        )
+
+
+def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
+    return Order(
+        id=row["id"],
+        account_id=row["account_id"],
+        profile_id=row["profile_id"],
+        identifiers=tuple(Identifier(i["type"], i["value"]) for i in _json.loads(row["identifiers"])),
+        stored_status=OrderStatus(row["status"]),
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        not_before=row["not_before"],
+        not_after=row["not_after"],
+        error=row["error"],
+        certificate_id=row["certificate_id"],
+        authz_ids=authz_ids,
+    )
+
+
+def get_order(conn: Connection, order_id: str) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
+    """The order with its authorizations' (status, expiry), in creation order."""
+    row = conn.execute(select(acme_orders).where(acme_orders.c.id == order_id)).first()
+    if row is None:
+        return None
+    authz_rows = conn.execute(
+        select(acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at)
+        .where(acme_authorizations.c.order_id == order_id)
+        .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
+    ).all()
+    order = _order(row._mapping, tuple(r.id for r in authz_rows))
+    return order, [(AuthzStatus(r.status), r.expires_at) for r in authz_rows]
+
+
+def list_order_ids(
+    conn: Connection, account_id: str, *, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[str, datetime]]:
+    """Keyset pagination over (created_at, id): stable while orders are added."""
+    stmt = select(acme_orders.c.id, acme_orders.c.created_at).where(
+        acme_orders.c.account_id == account_id, acme_orders.c.status != OrderStatus.INVALID.value
+    )
+    if after is not None:
+        created, oid = after
+        stmt = stmt.where(
+            or_(
+                acme_orders.c.created_at > created,
+                and_(acme_orders.c.created_at == created, acme_orders.c.id > oid),
+            )
+        )
+    rows = conn.execute(stmt.order_by(acme_orders.c.created_at, acme_orders.c.id).limit(limit))
+    return [(r.id, r.created_at) for r in rows]
+
+
+def begin_processing(conn: Connection, order_id: str, serial: str, now: datetime) -> bool:
+    """The finalize gate (Boulder's began_processing): exactly one caller wins."""
+    result = conn.execute(
+        update(acme_orders)
+        .where(acme_orders.c.id == order_id, acme_orders.c.status == OrderStatus.PENDING.value)
+        .values(status=OrderStatus.PROCESSING.value, reserved_serial=serial, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def finish_processing(
+    conn: Connection,
+    order_id: str,
+    *,
+    new: OrderStatus,
+    now: datetime,
+    certificate_id: str | None = None,
+    error: str | None = None,
+) -> bool:
+    result = conn.execute(
+        update(acme_orders)
+        .where(acme_orders.c.id == order_id, acme_orders.c.status == OrderStatus.PROCESSING.value)
+        .values(status=new.value, certificate_id=certificate_id, error=error, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def _challenge(row: RowMapping) -> Challenge:
+    return Challenge(
+        id=row["id"],
+        authz_id=row["authz_id"],
+        type=row["type"],
+        token=row["token"],
+        status=ChallengeStatus(row["status"]),
+        validated_at=row["validated_at"],
+        error=row["error"],
+    )
+
+
+def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
+    row = conn.execute(
+        select(acme_authorizations).where(acme_authorizations.c.id == authz_id)
+    ).first()
+    if row is None:
+        return None
+    chall_rows = conn.execute(
+        select(acme_challenges)
+        .where(acme_challenges.c.authz_id == authz_id)
+        .order_by(acme_challenges.c.type)
+    )
+    m = row._mapping
+    return Authorization(
+        id=m["id"],
+        order_id=m["order_id"],
+        account_id=m["account_id"],
+        identifier=Identifier(m["identifier_type"], m["identifier_value"]),
+        status=AuthzStatus(m["status"]),
+        expires_at=m["expires_at"],
+        challenges=tuple(_challenge(c._mapping) for c in chall_rows),
+    )
+
+
+def get_challenge(conn: Connection, challenge_id: str) -> Challenge | None:
+    row = conn.execute(select(acme_challenges).where(acme_challenges.c.id == challenge_id)).first()
+    return _challenge(row._mapping) if row else None

@@ -1,0 +1,224 @@
+"""Tables (SQLAlchemy Core). Migrations in ``storage/migrations`` create exactly these.
+
+Timestamps are timezone-aware UTC. Identifiers are random strings with at least 128 bits
+(RFC 8555 §8.1 asks that for tokens; we do it for every object id).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, *, nullable: bool = False) -> Column[datetime]:
+    return Column(name, UTCDateTime(), nullable=nullable)
+
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    _ts("created_at"),
+)
+
+issuers = Table(
+    "issuers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("cert_pem", Text, nullable=False),
+    Column("chain_pem", Text, nullable=False),
+    Column("key_type", String(32), nullable=False),
+    _ts("created_at"),
+)
+
+profiles = Table(
+    "certificate_profiles",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("issuer_id", String(64), ForeignKey("issuers.id"), nullable=False),
+    Column("acme_auth_mode", String(32), nullable=False),
+    Column("key_algorithms", Text, nullable=False),  # JSON array
+    Column("max_validity_days", Integer, nullable=False),
+    Column("ekus", Text, nullable=False),  # JSON array
+    Column("must_staple", Boolean, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+acme_accounts = Table(
+    "acme_accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("profile_id", String(64), ForeignKey("certificate_profiles.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("jwk_json", Text, nullable=False),
+    Column("jwk_thumbprint", String(64), nullable=False),
+    Column("key_spki_sha256", String(64), nullable=False),
+    Column("contact", Text, nullable=False),  # JSON array
+    Column("tos_agreed", Boolean, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
+    # One account per key per profile (RFC 8555 §7.3.1 returns the existing one).
+    UniqueConstraint("profile_id", "jwk_thumbprint", name="uq_acme_accounts_profile_key"),
+    Index("ix_acme_accounts_spki", "key_spki_sha256"),
+)
+
+acme_orders = Table(
+    "acme_orders",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(64), ForeignKey("acme_accounts.id"), nullable=False),
+    Column("profile_id", String(64), ForeignKey("certificate_profiles.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # stored part only, see domain.lifecycle
+    Column("identifiers", Text, nullable=False),  # JSON array of {type, value}
+    _ts("not_before", nullable=True),
+    _ts("not_after", nullable=True),
+    _ts("expires_at"),
+    Column("error", Text, nullable=True),
+    Column("reserved_serial", String(64), nullable=True),  # recorded before signing
+    Column("certificate_id", String(64), nullable=True),
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index("ix_acme_orders_account_created", "account_id", "created_at", "id"),
+)
+
+acme_authorizations = Table(
+    "acme_authorizations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("acme_orders.id"), nullable=False),
+    Column("account_id", String(64), ForeignKey("acme_accounts.id"), nullable=False),
+    Column("identifier_type", String(8), nullable=False),
+    Column("identifier_value", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("expires_at"),
+    _ts("created_at"),
+    Index("ix_acme_authorizations_order", "order_id"),
+)
+
+acme_challenges = Table(
+    "acme_challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("authz_id", String(64), ForeignKey("acme_authorizations.id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("token", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("validated_at", nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_acme_challenges_authz", "authz_id"),
+)
+
+used_nonces = Table(
+    "acme_used_nonces",
+    metadata,
+    # RFC 8555 §6.5: a nonce is accepted once. The primary key makes the second use lose.
+    Column("nonce", String(96), primary_key=True),
+    _ts("expires_at"),
+    Index("ix_acme_used_nonces_expires", "expires_at"),
+)
+
+managed_certificates = Table(
+    "managed_certificates",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(300), nullable=False),
+    Column("common_name", String(255), nullable=False),
+    Column("sans", Text, nullable=False),  # JSON array
+    Column("profile_id", String(64), ForeignKey("certificate_profiles.id"), nullable=False),
+    Column("issuer_id", String(64), ForeignKey("issuers.id"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    _ts("expires_at"),
+    _ts("created_at"),
+    _ts("updated_at"),
+)
+
+certificate_versions = Table(
+    "certificate_versions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "certificate_id", String(64), ForeignKey("managed_certificates.id"), nullable=False
+    ),
+    Column("serial", String(64), nullable=False, unique=True),
+    Column("fingerprint_sha256", String(64), nullable=False, unique=True),
+    _ts("not_before"),
+    _ts("not_after"),
+    Column("pem_chain", Text, nullable=False),
+    Column("csr_pem", Text, nullable=False),
+    Column("key_algorithm", String(16), nullable=False),
+    Column("key_size", Integer, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("profile_id", String(64), ForeignKey("certificate_profiles.id"), nullable=False),
+    Column("issuer_id", String(64), ForeignKey("issuers.id"), nullable=False),
+    Column("acme_account_id", String(64), ForeignKey("acme_accounts.id"), nullable=True),
+    Column("acme_order_id", String(64), ForeignKey("acme_orders.id"), nullable=True),
+    Column("status", String(16), nullable=False),
+    _ts("created_at"),
+    Index("ix_certificate_versions_certificate", "certificate_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    _ts("at"),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("details", Text, nullable=False),  # JSON object
+    Index("ix_audit_events_object", "object_type", "object_id"),
+    Index("ix_audit_events_at", "at"),
+)
