@@ -10,7 +10,6 @@ from tests.support.certs import KEY_TYPES, KeyType, assert_issued, load_chain
 from tests.support.clients import (
     certbot_certonly_command,
     certbot_env,
-    certbot_executable,
     certbot_log_tail,
     run_client,
 )
@@ -28,12 +27,15 @@ NAME_SETS = [
 @pytest.mark.parametrize("key_type", [pytest.param(k, id=k.id) for k in KEY_TYPES])
 @pytest.mark.parametrize("names", NAME_SETS)
 def test_certbot_certonly(
-    served_certctl: ServedCertctl, tmp_path: Path, key_type: KeyType, names: tuple[str, ...]
+    certbot_bin: str,
+    served_certctl: ServedCertctl,
+    tmp_path: Path,
+    key_type: KeyType,
+    names: tuple[str, ...],
 ) -> None:
-    certbot = certbot_executable()
     workdir = tmp_path / "certbot"
     cmd = certbot_certonly_command(
-        certbot=certbot,
+        certbot=certbot_bin,
         directory_url=served_certctl.directory_url,
         workdir=workdir,
         names=names,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import KEY_TYPES, KeyType, assert_issued, load_chain, write_pem
-from tests.support.clients import lego_env, lego_executable, lego_run_command, run_client
+from tests.support.clients import lego_env, lego_run_command, run_client
 from tests.support.ports import free_port
 from tests.support.server import ServedCertctl
 
@@ -22,12 +22,15 @@ NAME_SETS = [
 @pytest.mark.parametrize("key_type", [pytest.param(k, id=k.id) for k in KEY_TYPES])
 @pytest.mark.parametrize("names", NAME_SETS)
 def test_lego_run(
-    served_certctl: ServedCertctl, tmp_path: Path, key_type: KeyType, names: tuple[str, ...]
+    lego_bin: str,
+    served_certctl: ServedCertctl,
+    tmp_path: Path,
+    key_type: KeyType,
+    names: tuple[str, ...],
 ) -> None:
-    lego = lego_executable()
     lego_path = tmp_path / "lego"
     cmd = lego_run_command(
-        lego=lego,
+        lego=lego_bin,
         directory_url=served_certctl.directory_url,
         lego_path=lego_path,
         names=names,
