@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
@@ -41,6 +42,20 @@ _EC_CURVES: Final[dict[str, tuple[ec.EllipticCurve, int]]] = {
 }
 _EC_CURVE_NAMES: Final[dict[str, str]] = {curve.name: crv for crv, (curve, _) in _EC_CURVES.items()}
 _ED25519_KEY_LEN: Final = 32
+
+
+def _small_primes_product(limit: int) -> int:
+    sieve = bytearray([1]) * limit
+    sieve[0:2] = b"\x00\x00"
+    for i in range(2, math.isqrt(limit) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = bytes(len(range(i * i, limit, i)))
+    return math.prod(i for i in range(limit) if sieve[i])
+
+
+# A modulus sharing a factor with a small prime is not an RSA key (Boulder's goodkey does
+# the same with primes below 752; the product makes this one gcd).
+_SMALL_PRIMES_PRODUCT: Final = _small_primes_product(1000)
 
 # Private-key members of RSA (RFC 7518 §6.3.2), EC/OKP (§6.2.2, RFC 8037 §2) and
 # symmetric keys (§6.4.1). A client must never send them; refuse rather than ignore.
@@ -105,6 +120,8 @@ def _parse_rsa(obj: Mapping[str, object]) -> AccountPublicKey:
         raise _bad_key("RSA public exponent must be 65537")
     if not RSA_MIN_BITS <= n.bit_length() <= RSA_MAX_BITS:
         raise _bad_key(f"RSA modulus must be {RSA_MIN_BITS} to {RSA_MAX_BITS} bits")
+    if math.gcd(n, _SMALL_PRIMES_PRODUCT) != 1:
+        raise _bad_key("RSA modulus has a small prime factor")
     try:
         return rsa.RSAPublicNumbers(e, n).public_key()
     except ValueError as exc:

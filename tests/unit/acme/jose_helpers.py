@@ -47,9 +47,7 @@ def jwk_of(key: PrivateKey) -> dict[str, str]:
             "x": b64u(point.x.to_bytes(size, "big")),
             "y": b64u(point.y.to_bytes(size, "big")),
         }
-    raw = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return {"kty": "OKP", "crv": "Ed25519", "x": b64u(raw)}
 
 
@@ -61,14 +59,15 @@ def default_alg(key: PrivateKey) -> str:
     return "EdDSA"
 
 
-def raw_sign(key: PrivateKey, data: bytes, alg: str | None = None) -> bytes:
-    """A JWS signature value (RFC 7518 §3.3, §3.4; RFC 8037 §3.1)."""
-    alg = alg or default_alg(key)
+def raw_sign(key: PrivateKey, data: bytes, alg: object = None) -> bytes:
+    """A JWS signature value (RFC 7518 §3.3, §3.4; RFC 8037 §3.1); any alg hashes with SHA-2."""
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     if isinstance(key, ec.EllipticCurvePrivateKey):
         size = (key.curve.key_size + 7) // 8
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(_ALG_HASH[alg])))
+        r, s = decode_dss_signature(
+            key.sign(data, ec.ECDSA(_ALG_HASH.get(str(alg), hashes.SHA256())))
+        )
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     return key.sign(data)
 
