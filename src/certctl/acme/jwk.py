@@ -45,6 +45,7 @@ _ED25519_KEY_LEN: Final = 32
 
 
 def _small_primes_product(limit: int) -> int:
+    """The product of all primes below ``limit`` (sieve of Eratosthenes)."""
     sieve = bytearray([1]) * limit
     sieve[0:2] = b"\x00\x00"
     for i in range(2, math.isqrt(limit) + 1):
@@ -53,9 +54,9 @@ def _small_primes_product(limit: int) -> int:
     return math.prod(i for i in range(limit) if sieve[i])
 
 
-# A modulus sharing a factor with a small prime is not an RSA key (Boulder's goodkey does
-# the same with primes below 752; the product makes this one gcd).
-_SMALL_PRIMES_PRODUCT: Final = _small_primes_product(1000)
+# CA/B Forum BR §6.1.6: an RSA modulus should be odd and have no factors smaller than 752.
+# Checking against the product of those primes takes a single gcd.
+_SMALL_PRIMES_PRODUCT: Final = _small_primes_product(752)
 
 # Private-key members of RSA (RFC 7518 §6.3.2), EC/OKP (§6.2.2, RFC 8037 §2) and
 # symmetric keys (§6.4.1). A client must never send them; refuse rather than ignore.

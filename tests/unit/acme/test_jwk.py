@@ -288,7 +288,7 @@ def test_ec_missing_members(missing: str) -> None:
 
 
 def test_rsa_modulus_with_small_factor_rejected() -> None:
-    n = 997 * ((1 << 2038) | 1)
+    n = 751 * ((1 << 2038) | 1)
     assert 2048 <= n.bit_length() <= 8192
     error = _rejects({"kty": "RSA", "n": uint_b64u(n), "e": "AQAB"}, ProblemType.BAD_PUBLIC_KEY)
     assert "small prime" in error.detail
