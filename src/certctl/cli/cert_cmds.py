@@ -1,0 +1,56 @@
+"""`certctl cert list|show`: the certificate inventory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from certctl.bootstrap import initialize
+from certctl.cli._output import table
+from certctl.config import Settings
+from certctl.domain.errors import not_found
+from certctl.storage import inventory
+
+Common = Callable[[argparse.ArgumentParser], None]
+
+
+def register(sub: Any, common: Common) -> None:
+    cert = sub.add_parser("cert", help="certificate inventory")
+    csub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
+    lst = csub.add_parser("list", help="list issued certificates")
+    common(lst)
+    lst.add_argument("--limit", type=int, default=1000)
+    lst.set_defaults(func=cmd_list)
+    show = csub.add_parser("show", help="show one certificate (by id or serial) as JSON")
+    common(show)
+    show.add_argument("key", help="certificate version id, managed certificate id, or serial (hex)")
+    show.set_defaults(func=cmd_show)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = initialize(settings)
+    with runtime.db.read() as conn:
+        versions = inventory.list_versions(conn, limit=args.limit)
+    rows = [
+        [v.id, v.serial, v.profile_id, f"{v.key_algorithm}-{v.key_size}",
+         v.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), v.status]
+        for v in versions
+    ]
+    print(table(["ID", "SERIAL", "PROFILE", "KEY", "NOT_AFTER", "STATUS"], rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = initialize(settings)
+    key = args.key.replace(":", "").lower().lstrip("0") if all(
+        c in "0123456789abcdefABCDEF:" for c in args.key
+    ) else args.key
+    with runtime.db.read() as conn:
+        version = inventory.find_version(conn, key) or inventory.find_version(conn, args.key)
+    if version is None:
+        raise not_found(f"no certificate {args.key!r}")
+    print(json.dumps(asdict(version), indent=2, default=str))
+    return 0

@@ -1,0 +1,67 @@
+"""Prometheus metrics: ``certctl_acme_<op>_total`` / ``_failures_total`` counters (names as
+in the design notes) plus a request latency histogram per endpoint."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+ACME_OPS = (
+    "directory",
+    "new_nonce",
+    "new_account",
+    "update_account",
+    "list_orders",
+    "new_order",
+    "order_read",
+    "finalize_order",
+    "cert_download",
+    "authz_read",
+    "challenge_respond",
+    "key_change",
+    "revoke_cert",
+)
+
+EVENTS = (
+    "new_account_idempotent",
+    "deactivate_account",
+    "new_order_rejected",
+    "certificates_issued",
+)
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in one process do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.ops = {
+            op: Counter(f"certctl_acme_{op}", f"ACME {op} requests", registry=self.registry)
+            for op in ACME_OPS
+        }
+        self.failures = {
+            op: Counter(
+                f"certctl_acme_{op}_failures", f"ACME {op} requests that failed",
+                registry=self.registry,
+            )
+            for op in ACME_OPS
+        }
+        self.events = {
+            name: Counter(f"certctl_acme_{name}", name.replace("_", " "), registry=self.registry)
+            for name in EVENTS
+        }
+        self.latency = Histogram(
+            "certctl_acme_request_duration_seconds",
+            "ACME request latency by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+
+    def observe(self, op: str, seconds: float, *, failed: bool) -> None:
+        self.ops[op].inc()
+        if failed:
+            self.failures[op].inc()
+        self.latency.labels(op).observe(seconds)
+
+    def event(self, name: str) -> None:
+        self.events[name].inc()

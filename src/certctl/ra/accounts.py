@@ -1,0 +1,168 @@
+"""Accounts: registration, lookup for kid, contact update, deactivation (RFC 8555 §7.3)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from certctl.acme.jwk import PublicJWK, spki_sha256
+from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
+from certctl.domain.lifecycle import require_transition
+from certctl.domain.model import Account, AccountStatus, Profile
+from certctl.ra.context import RAContext, actor_for, new_id
+from certctl.storage import accounts as store
+from certctl.storage import audit_log
+
+MAX_CONTACTS = 10
+# A deliberately plain addr-spec: one address, no display name, no hfields (RFC 6068 §2).
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def parse_contacts(raw: object) -> tuple[str, ...]:
+    """RFC 8555 §7.3: contacts are URLs; we support ``mailto:`` with one address."""
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise malformed("contact must be an array of strings")
+    if len(raw) > MAX_CONTACTS:
+        raise AcmeError(ProblemType.INVALID_CONTACT, f"at most {MAX_CONTACTS} contacts")
+    contacts: list[str] = []
+    for item in raw:
+        scheme, _, address = item.partition(":")
+        if scheme.lower() != "mailto":
+            raise AcmeError(
+                ProblemType.UNSUPPORTED_CONTACT, "only mailto: contacts are supported"
+            )
+        if not _EMAIL.match(address) or ".." in address.partition("@")[2]:
+            raise AcmeError(ProblemType.INVALID_CONTACT, f"{item[:100]!r} is not a mailto address")
+        contacts.append(f"mailto:{address}")
+    return tuple(contacts)
+
+
+def _optional_bool(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name, False)
+    if not isinstance(value, bool):
+        raise malformed(f"{name} must be a boolean")
+    return value
+
+
+def new_account(
+    ctx: RAContext, profile: Profile, jwk: PublicJWK, payload: dict[str, Any]
+) -> tuple[Account, bool]:
+    """Returns (account, created). An existing key returns its account (§7.3.1)."""
+    only_existing = _optional_bool(payload, "onlyReturnExisting")
+    with ctx.db.read() as conn:
+        existing = store.get_by_thumbprint(conn, profile.id, jwk.thumbprint)
+    if existing is not None:
+        return _existing(existing), False
+    if only_existing:
+        raise AcmeError(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
+    contacts = parse_contacts(payload.get("contact", []))
+    agreed = _optional_bool(payload, "termsOfServiceAgreed")
+    if ctx.settings.tos_url and not agreed:
+        # RFC 8555 §7.3: with a ToS in the directory, registration requires agreement.
+        raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
+    _check_eab(ctx, payload)
+    account = Account(
+        id=new_id("acct-"),
+        profile_id=profile.id,
+        status=AccountStatus.VALID,
+        jwk_json=json.dumps(jwk.to_dict(), sort_keys=True, separators=(",", ":")),
+        thumbprint=jwk.thumbprint,
+        contact=contacts,
+        tos_agreed=agreed,
+        created_at=ctx.clock(),
+    )
+    try:
+        with ctx.db.write() as conn:
+            store.insert(conn, account, spki_sha256=spki_sha256(jwk.key))
+            audit_log.record(
+                conn, at=account.created_at, actor=actor_for(account.id),
+                action="acme_account_created", object_type="acme_account", object_id=account.id,
+                details={"profile_id": profile.id, "jwk_thumbprint": jwk.thumbprint,
+                         "contact_count": len(contacts), "tos_agreed": agreed},
+            )
+    except IntegrityError:
+        # A concurrent registration of the same key won; answer as for an existing key.
+        with ctx.db.read() as conn:
+            winner = store.get_by_thumbprint(conn, profile.id, jwk.thumbprint)
+        if winner is None:
+            raise
+        return _existing(winner), False
+    return account, True
+
+
+def _existing(account: Account) -> Account:
+    if account.status is not AccountStatus.VALID:
+        raise unauthorized(f"account is {account.status.value}")
+    return account
+
+
+def _check_eab(ctx: RAContext, payload: dict[str, Any]) -> None:
+    binding = payload.get("externalAccountBinding")
+    if binding is None:
+        if ctx.settings.eab_required:
+            raise AcmeError(
+                ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
+                "this server requires an external account binding (RFC 8555 §7.3.4)",
+            )
+        return
+    # No EAB credentials can exist yet on this server, so no binding can be valid.
+    raise unauthorized("unknown external account binding key id")
+
+
+def account_for_kid(ctx: RAContext, profile: Profile, account_id: str) -> Account:
+    """RFC 8555 §6.2: kid must name an existing, valid account of this profile."""
+    with ctx.db.read() as conn:
+        account = store.get(conn, account_id)
+    if account is None:
+        raise AcmeError(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no such account")
+    if account.profile_id != profile.id:
+        raise unauthorized("account belongs to another profile")
+    if account.status is not AccountStatus.VALID:
+        raise unauthorized(f"account is {account.status.value}")
+    return account
+
+
+def update_account(ctx: RAContext, account: Account, payload: dict[str, Any]) -> Account:
+    """RFC 8555 §7.3.2 (contact update) and §7.3.6 (deactivation)."""
+    status = payload.get("status")
+    if status is not None:
+        if status != AccountStatus.DEACTIVATED.value:
+            raise malformed("the only status a client may set is deactivated")
+        return _deactivate(ctx, account)
+    if "contact" in payload:
+        contacts = parse_contacts(payload["contact"])
+        now = ctx.clock()
+        with ctx.db.write() as conn:
+            if not store.set_contact(conn, account.id, contacts, now):
+                raise unauthorized("account is no longer valid")
+            audit_log.record(
+                conn, at=now, actor=actor_for(account.id), action="acme_account_updated",
+                object_type="acme_account", object_id=account.id,
+                details={"contact_count": len(contacts)},
+            )
+        return _reload(ctx, account.id)
+    return account
+
+
+def _deactivate(ctx: RAContext, account: Account) -> Account:
+    require_transition(account.status, AccountStatus.DEACTIVATED)
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        if not store.set_status(conn, account.id, AccountStatus.VALID, AccountStatus.DEACTIVATED, now):
+            raise unauthorized("account is no longer valid")
+        audit_log.record(
+            conn, at=now, actor=actor_for(account.id), action="acme_account_deactivated",
+            object_type="acme_account", object_id=account.id,
+        )
+    return _reload(ctx, account.id)
+
+
+def _reload(ctx: RAContext, account_id: str) -> Account:
+    with ctx.db.read() as conn:
+        account = store.get(conn, account_id)
+    if account is None:  # pragma: no cover - accounts are never deleted
+        raise AcmeError(ProblemType.SERVER_INTERNAL, "account vanished")
+    return account

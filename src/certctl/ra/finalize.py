@@ -1,0 +1,199 @@
+"""Finalize (RFC 8555 §7.4) and certificate download (§7.4.2).
+
+Order of work: every check that can fail on client input runs first and leaves the order
+ready; then one compare-and-set moves it to processing and records the serial before
+anything is signed, so N concurrent finalizes sign exactly once and a crash never leaves a
+signed certificate without its record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from certctl.acme.b64 import b64url_decode
+from certctl.acme.jwk import spki_sha256
+from certctl.acme.problems import problem_document
+from certctl.ca import IssuedCertificate, IssueRequest, LocalCA
+from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
+from certctl.domain.model import Account, CertificateVersion, OrderStatus, Profile
+from certctl.domain.serials import canonical_serial, new_serial
+from certctl.policy.keys import check_subscriber_key
+from certctl.ra.context import RAContext, actor_for, new_id
+from certctl.ra.orders import OrderView, get_order
+from certctl.storage import accounts as account_store
+from certctl.storage import audit_log, inventory
+from certctl.storage import orders as order_store
+
+log = logging.getLogger(__name__)
+
+
+def _bad_csr(detail: str) -> AcmeError:
+    return AcmeError(ProblemType.BAD_CSR, detail)
+
+
+def parse_csr(payload: dict[str, Any]) -> x509.CertificateSigningRequest:
+    raw = payload.get("csr")
+    if not isinstance(raw, str):
+        raise malformed("finalize payload needs a csr string")
+    try:
+        csr = x509.load_der_x509_csr(b64url_decode(raw))
+    except AcmeError:
+        raise _bad_csr("csr is not strict base64url") from None
+    except ValueError:
+        raise _bad_csr("csr is not a DER PKCS#10 request") from None
+    try:
+        if not csr.is_signature_valid:
+            raise _bad_csr("csr signature does not verify")
+    except (ValueError, TypeError):
+        raise _bad_csr("csr signature cannot be checked") from None
+    return csr
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
+    """The DNS names a CSR asks for: SAN dNSNames plus the CN (lower-cased)."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    except (ValueError, x509.DuplicateExtension):
+        raise _bad_csr("csr extensions cannot be parsed") from None
+    if any(not isinstance(n, x509.DNSName) for n in san):
+        raise _bad_csr("csr may only request DNS names")
+    names = {str(n.value).lower() for n in san.get_values_for_type(x509.DNSName)}
+    for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        names.add(str(attr.value).lower())
+    return names
+
+
+def finalize(
+    ctx: RAContext, ca: LocalCA, profile: Profile, account: Account, order_id: str,
+    payload: dict[str, Any],
+) -> OrderView:
+    view = get_order(ctx, account, order_id)
+    if view.status is not OrderStatus.READY:
+        raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
+    csr = parse_csr(payload)
+    _check_csr(ctx, profile, view, csr)
+    serial = new_serial()
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        if not order_store.begin_processing(conn, order_id, canonical_serial(serial), now):
+            raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
+        audit_log.record(
+            conn, at=now, actor=actor_for(account.id), action="acme_order_processing",
+            object_type="acme_order", object_id=order_id,
+            details={"serial": canonical_serial(serial)},
+        )
+    issued = _sign(ctx, ca, profile, account, view, csr, serial)
+    _record(ctx, profile, account, view, csr, issued)
+    return get_order(ctx, account, order_id)
+
+
+def _check_csr(
+    ctx: RAContext, profile: Profile, view: OrderView, csr: x509.CertificateSigningRequest
+) -> None:
+    key = csr.public_key()
+    check_subscriber_key(profile, key)
+    with ctx.db.read() as conn:
+        if account_store.key_in_use(conn, spki_sha256(key)):
+            # RFC 8555 §11.1: the certificate key must not be an account key.
+            raise _bad_csr("csr key is an ACME account key; use a separate key")
+    wanted = {i.value for i in view.order.identifiers}
+    got = csr_names(csr)
+    if got != wanted:
+        extra, missing = sorted(got - wanted), sorted(wanted - got)
+        raise _bad_csr(
+            "csr names must equal the order's identifiers"
+            + (f"; not in order: {', '.join(extra)[:200]}" if extra else "")
+            + (f"; missing: {', '.join(missing)[:200]}" if missing else "")
+        )
+
+
+def _sign(
+    ctx: RAContext, ca: LocalCA, profile: Profile, account: Account, view: OrderView,
+    csr: x509.CertificateSigningRequest, serial: int,
+) -> IssuedCertificate:
+    now = ctx.clock()
+    not_before = view.order.not_before or now
+    not_after = view.order.not_after or not_before + timedelta(days=profile.max_validity_days)
+    try:
+        issuer = ca.issuers[profile.issuer_id]
+        return issuer.issue(
+            IssueRequest(
+                csr=csr, dns_names=tuple(sorted(i.value for i in view.order.identifiers)),
+                not_before=not_before, not_after=not_after, ekus=profile.ekus,
+                must_staple=profile.must_staple, serial=serial,
+            )
+        )
+    except Exception as exc:
+        log.exception("signing failed for order %s", view.order.id)
+        error = exc if isinstance(exc, AcmeError) else AcmeError(
+            ProblemType.SERVER_INTERNAL, "the CA could not sign this certificate"
+        )
+        _fail(ctx, account, view.order.id, error)
+        raise error from None
+
+
+def _fail(ctx: RAContext, account: Account, order_id: str, error: AcmeError) -> None:
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        order_store.finish_processing(
+            conn, order_id, new=OrderStatus.INVALID, now=now,
+            error=json.dumps(problem_document(error)),
+        )
+        audit_log.record(
+            conn, at=now, actor=actor_for(account.id), action="acme_order_invalid",
+            object_type="acme_order", object_id=order_id, details={"error": error.detail},
+        )
+
+
+def _record(
+    ctx: RAContext, profile: Profile, account: Account, view: OrderView,
+    csr: x509.CertificateSigningRequest, issued: IssuedCertificate,
+) -> None:
+    now = ctx.clock()
+    names = sorted(i.value for i in view.order.identifiers)
+    version = CertificateVersion(
+        id=new_id("cert-"), certificate_id=new_id("mc-"), serial=issued.serial_hex,
+        fingerprint_sha256=issued.fingerprint_sha256, not_before=issued.not_before,
+        not_after=issued.not_after, pem_chain=issued.chain_pem,
+        csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
+        key_algorithm=issued.key_algorithm, key_size=issued.key_size, source="acme",
+        profile_id=profile.id, issuer_id=profile.issuer_id, acme_account_id=account.id,
+        acme_order_id=view.order.id, created_at=now,
+    )
+    actor = actor_for(account.id)
+    with ctx.db.write() as conn:
+        inventory.insert_certificate(
+            conn, version, name=f"acme-{view.order.id}", common_name=names[0], sans=names, now=now
+        )
+        if not order_store.finish_processing(
+            conn, view.order.id, new=OrderStatus.VALID, now=now, certificate_id=version.id
+        ):  # pragma: no cover - the CAS above makes this unreachable
+            raise AcmeError(ProblemType.SERVER_INTERNAL, "order changed while issuing")
+        audit_log.record(
+            conn, at=now, actor=actor, action="certificate_created",
+            object_type="certificate", object_id=version.certificate_id,
+            details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
+        )
+        audit_log.record(
+            conn, at=now, actor=actor, action="acme_order_finalized",
+            object_type="acme_order", object_id=view.order.id,
+            details={"certificate_id": version.id, "serial": version.serial},
+        )
+
+
+def certificate_chain(ctx: RAContext, account: Account, cert_id: str) -> str:
+    """RFC 8555 §7.4.2: the PEM chain, to the account that ordered it only."""
+    with ctx.db.read() as conn:
+        version = inventory.get_version(conn, cert_id)
+    if version is None or version.acme_account_id != account.id:
+        raise not_found("no such certificate")
+    return version.pem_chain

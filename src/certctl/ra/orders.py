@@ -1,0 +1,188 @@
+"""Orders and authorizations (RFC 8555 §7.4, §7.5): creation, reads, ownership."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
+from certctl.domain.identifiers import parse_identifiers
+from certctl.domain.lifecycle import authz_effective_status, order_status
+from certctl.domain.model import (
+    Account,
+    AuthMode,
+    Authorization,
+    AuthzStatus,
+    Challenge,
+    ChallengeStatus,
+    Identifier,
+    Order,
+    OrderStatus,
+    Profile,
+)
+from certctl.ra.context import RAContext, actor_for, new_id, new_token
+from certctl.storage import audit_log
+from certctl.storage import orders as store
+
+# Clock skew we tolerate on a requested notBefore in the past.
+NOT_BEFORE_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order: Order
+    status: OrderStatus
+
+
+def _parse_time(payload: dict[str, Any], name: str) -> datetime | None:
+    raw = payload.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > 40:
+        raise malformed(f"{name} must be an RFC 3339 date-time string")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise malformed(f"{name} is not an RFC 3339 date-time") from None
+    if value.tzinfo is None:
+        raise malformed(f"{name} must carry a time zone offset (RFC 3339)")
+    return value
+
+
+def check_validity_request(
+    profile: Profile, not_before: datetime | None, not_after: datetime | None, now: datetime
+) -> None:
+    """RFC 8555 §7.4: honour notBefore/notAfter exactly or refuse; never change them."""
+    start = not_before or now
+    max_validity = timedelta(days=profile.max_validity_days)
+    if not_before is not None and not_before < now - NOT_BEFORE_SKEW:
+        raise malformed("notBefore must not be in the past")
+    if not_before is not None and not_before > now + max_validity:
+        raise malformed("notBefore is too far in the future")
+    if not_after is not None:
+        if not_after <= start or not_after <= now:
+            raise malformed("notAfter must be later than notBefore and now")
+        if not_after - start > max_validity:
+            raise malformed(
+                f"requested validity exceeds the profile maximum of {profile.max_validity_days} days"
+            )
+
+
+def new_order(
+    ctx: RAContext, profile: Profile, account: Account, payload: dict[str, Any]
+) -> OrderView:
+    identifiers = parse_identifiers(payload.get("identifiers"))
+    now = ctx.clock()
+    not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
+    check_validity_request(profile, not_before, not_after, now)
+    order = Order(
+        id=new_id("ord-"),
+        account_id=account.id,
+        profile_id=profile.id,
+        identifiers=identifiers,
+        stored_status=OrderStatus.PENDING,
+        expires_at=now + ctx.settings.order_ttl,
+        created_at=now,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    authzs = [_new_authz(ctx, profile, order, ident, now) for ident in identifiers]
+    with ctx.db.write() as conn:
+        store.insert_order(conn, order, authzs)
+        audit_log.record(
+            conn, at=now, actor=actor_for(account.id), action="acme_order_created",
+            object_type="acme_order", object_id=order.id,
+            details={"auth_mode": profile.acme_auth_mode.value, "profile_id": profile.id,
+                     "identifiers": [i.value for i in identifiers]},
+        )
+    return get_order(ctx, account, order.id)
+
+
+def _new_authz(
+    ctx: RAContext, profile: Profile, order: Order, ident: Identifier, now: datetime
+) -> Authorization:
+    authz_id = new_id("authz-")
+    expires = min(now + ctx.settings.authz_ttl, order.expires_at)
+    if profile.acme_auth_mode is AuthMode.TRUST_AUTHENTICATED:
+        # The authenticated account is trusted for every name the profile allows; no
+        # challenge was validated, so the authorization lists none (nothing is claimed).
+        return Authorization(authz_id, order.id, order.account_id, ident, AuthzStatus.VALID, expires)
+    types = ("dns-01",) if ident.is_wildcard else ("http-01", "dns-01", "tls-alpn-01")
+    challenges = tuple(
+        Challenge(new_id("chall-"), authz_id, kind, new_token(), ChallengeStatus.PENDING)
+        for kind in types
+    )
+    return Authorization(
+        authz_id, order.id, order.account_id, ident, AuthzStatus.PENDING, expires, challenges
+    )
+
+
+def get_order(ctx: RAContext, account: Account, order_id: str) -> OrderView:
+    with ctx.db.read() as conn:
+        found = store.get_order(conn, order_id)
+    if found is None or found[0].account_id != account.id:
+        # Another account's order is indistinguishable from a missing one.
+        raise not_found("no such order")
+    order, authz_rows = found
+    now = ctx.clock()
+    effective = [authz_effective_status(s, exp, now) for s, exp in authz_rows]
+    return OrderView(order, order_status(order.stored_status, effective, order.expires_at, now))
+
+
+def list_orders(
+    ctx: RAContext, account: Account, cursor: str | None
+) -> tuple[list[str], str | None]:
+    """RFC 8555 §7.1.2.1: a page of order ids and the cursor of the next page, if any."""
+    after = _decode_cursor(cursor) if cursor else None
+    limit = ctx.settings.orders_page_size
+    with ctx.db.read() as conn:
+        rows = store.list_order_ids(conn, account.id, after=after, limit=limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = f"{page[-1][1].timestamp():.6f}~{page[-1][0]}" if more and page else None
+    return [oid for oid, _ in page], next_cursor
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    stamp, sep, oid = cursor.partition("~")
+    try:
+        if not sep or len(cursor) > 120:
+            raise ValueError
+        return datetime.fromtimestamp(float(stamp), UTC), oid
+    except (ValueError, OverflowError):
+        raise malformed("bad orders cursor") from None
+
+
+def get_authz(ctx: RAContext, account: Account, authz_id: str) -> Authorization:
+    with ctx.db.read() as conn:
+        authz = store.get_authz(conn, authz_id)
+    if authz is None or authz.account_id != account.id:
+        raise not_found("no such authorization")
+    status = authz_effective_status(authz.status, authz.expires_at, ctx.clock())
+    return authz if status is authz.status else _with_status(authz, status)
+
+
+def _with_status(authz: Authorization, status: AuthzStatus) -> Authorization:
+    return replace(authz, status=status)
+
+
+def get_challenge(ctx: RAContext, account: Account, challenge_id: str) -> tuple[Challenge, Authorization]:
+    with ctx.db.read() as conn:
+        challenge = store.get_challenge(conn, challenge_id)
+    if challenge is None:
+        raise not_found("no such challenge")
+    return challenge, get_authz(ctx, account, challenge.authz_id)
+
+
+def respond_challenge(ctx: RAContext, account: Account, challenge_id: str) -> tuple[Challenge, Authorization]:
+    """RFC 8555 §7.5.1. Validation (challenge mode) is not part of this build yet: a
+    pending challenge is refused with a clear error instead of being left processing."""
+    challenge, authz = get_challenge(ctx, account, challenge_id)
+    if challenge.status is ChallengeStatus.PENDING:
+        raise AcmeError(
+            ProblemType.SERVER_INTERNAL,
+            "challenge validation is not available on this server yet; "
+            "use a trust_authenticated profile",
+            status=501,
+        )
+    return challenge, authz

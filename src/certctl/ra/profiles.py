@@ -1,0 +1,84 @@
+"""Certificate profiles: the default one, and create/update for the CLI and API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from certctl.config import is_valid_profile_id
+from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
+from certctl.domain.model import EKU_NAMES, KEY_ALGORITHMS, AuthMode, Profile
+from certctl.ra.context import RAContext
+from certctl.storage import audit_log, inventory
+
+MAX_VALIDITY_DAYS_LIMIT = 3650
+
+
+def validate_profile(profile: Profile, issuer_ids: list[str]) -> None:
+    if not is_valid_profile_id(profile.id):
+        raise malformed("profile id must be 1-63 of a-z, 0-9, '-' and '_'")
+    if profile.issuer_id not in issuer_ids:
+        raise malformed(f"unknown issuer {profile.issuer_id!r} (known: {', '.join(issuer_ids)})")
+    unknown = [k for k in profile.key_algorithms if k not in KEY_ALGORITHMS]
+    if unknown or not profile.key_algorithms:
+        raise malformed(f"key algorithms must be among {', '.join(KEY_ALGORITHMS)}")
+    if any(e not in EKU_NAMES for e in profile.ekus) or not profile.ekus:
+        raise malformed(f"EKUs must be among {', '.join(EKU_NAMES)}")
+    if not 1 <= profile.max_validity_days <= MAX_VALIDITY_DAYS_LIMIT:
+        raise malformed(f"max validity must be 1..{MAX_VALIDITY_DAYS_LIMIT} days")
+
+
+def ensure_default_profile(ctx: RAContext, profile_id: str, issuer_id: str) -> None:
+    """First start: the default profile exists, bound to an explicit issuer."""
+    now = ctx.clock()
+    profile = Profile(
+        id=profile_id, name="Default ACME profile", issuer_id=issuer_id,
+        acme_auth_mode=ctx.settings.default_auth_mode,
+        description="Created on first start",
+    )
+    with ctx.db.write() as conn:
+        if inventory.insert_profile(conn, profile, now):
+            audit_log.record(conn, at=now, actor="system", action="profile_created",
+                             object_type="profile", object_id=profile_id,
+                             details={"issuer_id": issuer_id})
+
+
+def get_profile(ctx: RAContext, profile_id: str) -> Profile:
+    with ctx.db.read() as conn:
+        profile = inventory.get_profile(conn, profile_id)
+    if profile is None:
+        raise not_found(f"no profile {profile_id[:64]!r}")
+    return profile
+
+
+def list_profiles(ctx: RAContext) -> list[Profile]:
+    with ctx.db.read() as conn:
+        return inventory.list_profiles(conn)
+
+
+def create_profile(ctx: RAContext, profile: Profile, actor: str) -> Profile:
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        validate_profile(profile, inventory.issuer_ids(conn))
+        if not inventory.insert_profile(conn, profile, now):
+            raise AcmeError(ProblemType.CONFLICT, f"profile {profile.id} already exists")
+        audit_log.record(conn, at=now, actor=actor, action="profile_created",
+                         object_type="profile", object_id=profile.id)
+    return profile
+
+
+def update_profile(ctx: RAContext, profile_id: str, changes: dict[str, Any], actor: str) -> Profile:
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        current = inventory.get_profile(conn, profile_id)
+        if current is None:
+            raise not_found(f"no profile {profile_id!r}")
+        if "acme_auth_mode" in changes:
+            changes["acme_auth_mode"] = AuthMode(changes["acme_auth_mode"])
+        updated = replace(current, **changes)
+        validate_profile(updated, inventory.issuer_ids(conn))
+        inventory.update_profile(conn, updated, now)
+        audit_log.record(conn, at=now, actor=actor, action="profile_updated",
+                         object_type="profile", object_id=profile_id,
+                         details={k: str(v) for k, v in changes.items()})
+    return updated

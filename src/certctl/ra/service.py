@@ -1,0 +1,83 @@
+"""The registration authority: the only writer of ACME state. The web front end makes one
+call here per request; this facade hands each to the module that owns it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from certctl.acme.jwk import PublicJWK
+from certctl.acme.nonce import NonceCodec
+from certctl.ca import LocalCA
+from certctl.domain.errors import AcmeError, ProblemType, not_found
+from certctl.domain.model import Account, Authorization, Challenge, Profile
+from certctl.ra import accounts, finalize, orders, profiles
+from certctl.ra.context import RAContext
+from certctl.ra.orders import OrderView
+from certctl.storage import nonces
+
+
+class RegistrationAuthority:
+    def __init__(self, ctx: RAContext, ca: LocalCA, nonce_codec: NonceCodec) -> None:
+        self.ctx = ctx
+        self.ca = ca
+        self.nonces = nonce_codec
+
+    # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
+    def new_nonce(self) -> str:
+        return self.nonces.issue()
+
+    def check_nonce(self, nonce: str) -> datetime:
+        """Authenticity and expiry only (stateless, cheap); see use_nonce."""
+        return self.nonces.check(nonce)
+
+    def use_nonce(self, nonce: str, expires_at: datetime) -> None:
+        with self.ctx.db.write() as conn:
+            fresh = nonces.consume(conn, nonce, expires_at)
+        if not fresh:
+            raise AcmeError(ProblemType.BAD_NONCE, "nonce has already been used")
+
+    # -- profiles -----------------------------------------------------------------------
+    def acme_profile(self, profile_id: str) -> Profile:
+        profile = profiles.get_profile(self.ctx, profile_id)
+        if not profile.enabled:
+            raise not_found(f"profile {profile_id} is disabled")
+        return profile
+
+    # -- accounts -----------------------------------------------------------------------
+    def new_account(
+        self, profile: Profile, jwk: PublicJWK, payload: dict[str, Any]
+    ) -> tuple[Account, bool]:
+        return accounts.new_account(self.ctx, profile, jwk, payload)
+
+    def account_for_kid(self, profile: Profile, account_id: str) -> Account:
+        return accounts.account_for_kid(self.ctx, profile, account_id)
+
+    def update_account(self, account: Account, payload: dict[str, Any]) -> Account:
+        return accounts.update_account(self.ctx, account, payload)
+
+    # -- orders -------------------------------------------------------------------------
+    def new_order(self, profile: Profile, account: Account, payload: dict[str, Any]) -> OrderView:
+        return orders.new_order(self.ctx, profile, account, payload)
+
+    def order(self, account: Account, order_id: str) -> OrderView:
+        return orders.get_order(self.ctx, account, order_id)
+
+    def list_orders(self, account: Account, cursor: str | None) -> tuple[list[str], str | None]:
+        return orders.list_orders(self.ctx, account, cursor)
+
+    def authz(self, account: Account, authz_id: str) -> Authorization:
+        return orders.get_authz(self.ctx, account, authz_id)
+
+    def respond_challenge(
+        self, account: Account, challenge_id: str
+    ) -> tuple[Challenge, Authorization]:
+        return orders.respond_challenge(self.ctx, account, challenge_id)
+
+    def finalize(
+        self, profile: Profile, account: Account, order_id: str, payload: dict[str, Any]
+    ) -> OrderView:
+        return finalize.finalize(self.ctx, self.ca, profile, account, order_id, payload)
+
+    def certificate_chain(self, account: Account, cert_id: str) -> str:
+        return finalize.certificate_chain(self.ctx, account, cert_id)

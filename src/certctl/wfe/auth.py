@@ -1,0 +1,94 @@
+"""JWS request authentication, RFC 8555 §6.2-§6.5 in spec order.
+
+parse (flattened JSON, strict base64url, alg allow-list, exactly one of jwk/kid, no b64/crit)
+-> url equals the request URL exactly (§6.4) -> nonce authentic and unexpired (§6.5) ->
+key: the embedded jwk only where the endpoint takes one, otherwise the stored key of the
+kid's account, which must be valid and belong to this profile -> signature -> the nonce is
+spent (single use, in the shared store, so it holds across workers, replicas and restarts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from threading import Lock
+
+from certctl.acme.jwk import PublicJWK
+from certctl.acme.jws import ParsedJWS, parse_jws, verify_jws
+from certctl.domain.errors import malformed, unauthorized
+from certctl.domain.model import Account, Profile
+from certctl.ra import RegistrationAuthority
+from certctl.wfe.urls import AcmeUrls
+
+
+class KeyKind(Enum):
+    JWK = "jwk"  # newAccount (and, later, revoke-cert by certificate key)
+    KID = "kid"  # every other POST
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    jws: ParsedJWS
+    key: PublicJWK
+    account: Account | None
+
+
+class _KeyCache:
+    """Parsed stored keys by their canonical JSON: parsing is pure, so caching is safe."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[str, PublicJWK] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def get(self, jwk_json: str) -> PublicJWK:
+        with self._lock:
+            hit = self._items.get(jwk_json)
+            if hit is not None:
+                self._items.move_to_end(jwk_json)
+                return hit
+        key = PublicJWK.from_dict(json.loads(jwk_json))
+        with self._lock:
+            self._items[jwk_json] = key
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return key
+
+
+_keys = _KeyCache()
+
+
+def authenticate(
+    ra: RegistrationAuthority,
+    profile: Profile,
+    urls: AcmeUrls,
+    request_url: str,
+    body: bytes,
+    kind: KeyKind,
+) -> Authenticated:
+    jws = parse_jws(body)
+    if jws.url != request_url:
+        raise unauthorized("JWS header url does not match the request URL")
+    assert jws.nonce is not None  # parse_jws requires it
+    nonce_expiry = ra.check_nonce(jws.nonce)
+    account: Account | None = None
+    if kind is KeyKind.JWK:
+        if jws.jwk is None:
+            raise malformed("this endpoint requires a jwk, not a kid, in the protected header")
+        key = jws.jwk
+    else:
+        if jws.kid is None:
+            raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
+        account = ra.account_for_kid(profile, urls.account_id_from_kid(jws.kid))
+        key = _keys.get(account.jwk_json)  # the stored key, never one from the request
+    verify_jws(jws, key)
+    ra.use_nonce(jws.nonce, nonce_expiry)
+    return Authenticated(jws, key, account)
+
+
+def require_post_as_get(auth: Authenticated) -> None:
+    """RFC 8555 §6.3: POST-as-GET has an empty payload."""
+    if not auth.jws.is_post_as_get:
+        raise malformed("this resource is read with POST-as-GET (empty payload)")

@@ -1,0 +1,179 @@
+"""Thin ACME handlers: guard clauses in spec order, one RA call, render.
+
+Each runs synchronously in a worker thread (one hop per request); ``Call`` carries what
+the dispatcher already resolved: the profile, its URL family, the raw body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response
+
+from certctl.config import AcmeServerSettings
+from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
+from certctl.domain.model import Profile
+from certctl.observability.metrics import Metrics
+from certctl.ra import RegistrationAuthority
+from certctl.wfe import views
+from certctl.wfe.auth import Authenticated, KeyKind, authenticate, require_post_as_get
+from certctl.wfe.render import common_headers, json_response
+from certctl.wfe.urls import AcmeUrls
+
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+@dataclass(frozen=True)
+class Call:
+    ra: RegistrationAuthority
+    settings: AcmeServerSettings
+    metrics: Metrics
+    profile: Profile
+    urls: AcmeUrls
+    request_url: str
+    method: str
+    body: bytes
+    params: dict[str, str]
+    query: dict[str, str]
+
+    def auth(self, kind: KeyKind = KeyKind.KID) -> Authenticated:
+        return authenticate(self.ra, self.profile, self.urls, self.request_url, self.body, kind)
+
+    def respond(self, doc: Any, **kwargs: Any) -> Response:
+        return json_response(
+            doc, nonce=self.ra.new_nonce(), directory_url=self.urls.directory(), **kwargs
+        )
+
+
+Handler = Callable[[Call], Response]
+
+
+def directory(call: Call) -> Response:
+    s = call.settings
+    meta: dict[str, Any] = {"profile": call.profile.id}
+    if s.tos_url:
+        meta["termsOfService"] = s.tos_url
+    if s.website:
+        meta["website"] = s.website
+    if s.caa_identities:
+        meta["caaIdentities"] = list(s.caa_identities)
+    meta["externalAccountRequired"] = s.eab_required
+    doc = views.directory(call.urls, call.profile, meta)
+    # Directory responses may be cached briefly by clients; nonces in them may not.
+    return call.respond(doc, extra={"Cache-Control": "public, max-age=0, no-cache"})
+
+
+def new_nonce(call: Call) -> Response:
+    # RFC 8555 §7.2: HEAD answers 200, GET 204; both no-store.
+    headers = common_headers(call.ra.new_nonce(), call.urls.directory())
+    return Response(status_code=200 if call.method == "HEAD" else 204, headers=headers)
+
+
+def new_account(call: Call) -> Response:
+    auth = call.auth(KeyKind.JWK)
+    account, created = call.ra.new_account(call.profile, auth.key, auth.jws.payload_json())
+    if not created:
+        call.metrics.event("new_account_idempotent")
+    return call.respond(
+        views.account(call.urls, account),
+        status=201 if created else 200,
+        location=call.urls.account(account.id),
+    )
+
+
+def _own_account(call: Call, auth: Authenticated) -> None:
+    assert auth.account is not None
+    if auth.account.id != call.params["account_id"]:
+        raise unauthorized("the kid does not name this account")
+
+
+def account(call: Call) -> Response:
+    auth = call.auth()
+    _own_account(call, auth)
+    assert auth.account is not None
+    acct = auth.account
+    if not auth.jws.is_post_as_get:
+        acct = call.ra.update_account(acct, auth.jws.payload_json())
+        if acct.status.value == "deactivated":
+            call.metrics.event("deactivate_account")
+    return call.respond(views.account(call.urls, acct), location=call.urls.account(acct.id))
+
+
+def orders(call: Call) -> Response:
+    auth = call.auth()
+    require_post_as_get(auth)
+    _own_account(call, auth)
+    assert auth.account is not None
+    ids, cursor = call.ra.list_orders(auth.account, call.query.get("cursor"))
+    links = {"next": f"{call.urls.orders(auth.account.id)}?cursor={cursor}"} if cursor else None
+    return call.respond({"orders": [call.urls.order(i) for i in ids]}, links=links)
+
+
+def new_order(call: Call) -> Response:
+    auth = call.auth()
+    assert auth.account is not None
+    try:
+        view = call.ra.new_order(call.profile, auth.account, auth.jws.payload_json())
+    except AcmeError:
+        call.metrics.event("new_order_rejected")
+        raise
+    return call.respond(
+        views.order(call.urls, view), status=201, location=call.urls.order(view.order.id)
+    )
+
+
+def order(call: Call) -> Response:
+    auth = call.auth()
+    require_post_as_get(auth)
+    assert auth.account is not None
+    view = call.ra.order(auth.account, call.params["order_id"])
+    return call.respond(views.order(call.urls, view), location=call.urls.order(view.order.id))
+
+
+def finalize(call: Call) -> Response:
+    auth = call.auth()
+    assert auth.account is not None
+    if auth.jws.is_post_as_get:
+        raise malformed("finalize needs a payload with a csr")
+    view = call.ra.finalize(
+        call.profile, auth.account, call.params["order_id"], auth.jws.payload_json()
+    )
+    call.metrics.event("certificates_issued")
+    return call.respond(views.order(call.urls, view), location=call.urls.order(view.order.id))
+
+
+def authz(call: Call) -> Response:
+    auth = call.auth()
+    require_post_as_get(auth)
+    assert auth.account is not None
+    found = call.ra.authz(auth.account, call.params["authz_id"])
+    return call.respond(
+        views.authorization(call.urls, found), links={"up": call.urls.order(found.order_id)}
+    )
+
+
+def challenge(call: Call) -> Response:
+    auth = call.auth()
+    assert auth.account is not None
+    # RFC 8555 §7.5.1: the client responds with an empty JSON object.
+    if not auth.jws.is_post_as_get and auth.jws.payload_json():
+        raise malformed("a challenge response is an empty JSON object")
+    chall, parent = call.ra.respond_challenge(auth.account, call.params["challenge_id"])
+    return call.respond(views.challenge(call.urls, chall), links={"up": call.urls.authz(parent.id)})
+
+
+def certificate(call: Call) -> Response:
+    auth = call.auth()
+    require_post_as_get(auth)
+    assert auth.account is not None
+    chain = call.ra.certificate_chain(auth.account, call.params["cert_id"])
+    headers = common_headers(call.ra.new_nonce(), call.urls.directory())
+    return Response(chain.encode(), headers=headers, media_type=PEM_CHAIN)
+
+
+def not_implemented(call: Call) -> Response:
+    """key-change and revoke-cert are listed (the directory requires them) but not built yet."""
+    call.auth()
+    raise AcmeError(ProblemType.SERVER_INTERNAL, "not implemented on this server yet", status=501)
