@@ -66,7 +66,7 @@ def csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
         raise _bad_csr("csr extensions cannot be parsed") from None
     if any(not isinstance(n, x509.DNSName) for n in san):
         raise _bad_csr("csr may only request DNS names")
-    names = {str(n.value).lower() for n in san.get_values_for_type(x509.DNSName)}
+    names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
     for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         names.add(str(attr.value).lower())
     return names

@@ -22,8 +22,13 @@ from certctl.storage.schema import (
 
 def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: str) -> bool:
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return conn.execute(stmt).rowcount == 1
+    stmt = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[key])
+        .returning(table.c[key])
+    )
+    return conn.execute(stmt).first() is not None
 
 
 def ensure_issuer(

@@ -22,8 +22,10 @@ def consume(conn: Connection, nonce: str, expires_at: datetime) -> bool:
         insert(used_nonces)
         .values(nonce=nonce, expires_at=expires_at)
         .on_conflict_do_nothing(index_elements=["nonce"])
+        .returning(used_nonces.c.nonce)
     )
-    return conn.execute(stmt).rowcount == 1
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return conn.execute(stmt).first() is not None
 
 
 def purge_expired(conn: Connection, now: datetime) -> int:
