@@ -52,14 +52,23 @@ def initialize(settings: Settings, *, clock: Clock = utc_now) -> Runtime:
     with runtime.db.write() as conn:
         for issuer in runtime.ca.issuers.values():
             inventory.ensure_issuer(
-                conn, issuer_id=issuer.id, name=issuer.certificate.subject.rfc4514_string(),
-                cert_pem=issuer.cert_pem, chain_pem=issuer.chain_pem,
-                key_type=type(issuer.certificate.public_key()).__name__, now=now,
+                conn,
+                issuer_id=issuer.id,
+                name=issuer.certificate.subject.rfc4514_string(),
+                cert_pem=issuer.cert_pem,
+                chain_pem=issuer.chain_pem,
+                key_type=type(issuer.certificate.public_key()).__name__,
+                now=now,
             )
     ensure_default_profile(runtime.ra_context, DEFAULT_PROFILE_ID, runtime.ca.default_issuer.id)
     log.info(
         "initialized",
-        extra={"fields": {"data_dir": str(settings.data_dir), "issuers": list(runtime.ca.issuers),
-                          "database": "sqlite" if settings.uses_sqlite else "postgresql"}},
+        extra={
+            "fields": {
+                "data_dir": str(settings.data_dir),
+                "issuers": list(runtime.ca.issuers),
+                "database": "sqlite" if settings.uses_sqlite else "postgresql",
+            }
+        },
     )
     return runtime

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from certctl.domain.model import AuthMode
 
@@ -135,7 +135,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     host, port = _listen("CERTCTL_LISTEN", get("CERTCTL_LISTEN", "127.0.0.1:8443"))
     key_type = get("CERTCTL_CA_KEY_TYPE", "ecdsa-p256").strip().lower()
     if key_type not in CA_KEY_TYPES:
-        raise ConfigError(f"CERTCTL_CA_KEY_TYPE: {key_type!r} is not one of {', '.join(CA_KEY_TYPES)}")
+        raise ConfigError(
+            f"CERTCTL_CA_KEY_TYPE: {key_type!r} is not one of {', '.join(CA_KEY_TYPES)}"
+        )
     return Settings(
         data_dir=Path(get("CERTCTL_DATA_DIR", "data")),
         listen_host=host,

@@ -6,7 +6,6 @@ starting at the same time) sees either the old content or the new, never half a 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
 from collections.abc import Iterator

@@ -35,8 +35,14 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     with runtime.db.read() as conn:
         versions = inventory.list_versions(conn, limit=args.limit)
     rows = [
-        [v.id, v.serial, v.profile_id, f"{v.key_algorithm}-{v.key_size}",
-         v.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), v.status]
+        [
+            v.id,
+            v.serial,
+            v.profile_id,
+            f"{v.key_algorithm}-{v.key_size}",
+            v.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            v.status,
+        ]
         for v in versions
     ]
     print(table(["ID", "SERIAL", "PROFILE", "KEY", "NOT_AFTER", "STATUS"], rows))
@@ -45,9 +51,11 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     runtime = initialize(settings)
-    key = args.key.replace(":", "").lower().lstrip("0") if all(
-        c in "0123456789abcdefABCDEF:" for c in args.key
-    ) else args.key
+    key = (
+        args.key.replace(":", "").lower().lstrip("0")
+        if all(c in "0123456789abcdefABCDEF:" for c in args.key)
+        else args.key
+    )
     with runtime.db.read() as conn:
         version = inventory.find_version(conn, key) or inventory.find_version(conn, args.key)
     if version is None:

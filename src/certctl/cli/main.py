@@ -13,9 +13,7 @@ from certctl.domain.errors import AcmeError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", help="data directory (env CERTCTL_DATA_DIR, default ./data)"
-    )
+    parser.add_argument("--data-dir", help="data directory (env CERTCTL_DATA_DIR, default ./data)")
     parser.add_argument(
         "--database-url",
         help="SQLAlchemy URL (env CERTCTL_DATABASE_URL; default: SQLite in the data directory)",

@@ -11,7 +11,13 @@ from typing import Any
 from certctl.bootstrap import initialize
 from certctl.cli._output import table
 from certctl.config import Settings
-from certctl.domain.model import DEFAULT_KEY_ALGORITHMS, EKU_NAMES, KEY_ALGORITHMS, AuthMode, Profile
+from certctl.domain.model import (
+    DEFAULT_KEY_ALGORITHMS,
+    EKU_NAMES,
+    KEY_ALGORITHMS,
+    AuthMode,
+    Profile,
+)
 from certctl.ra import profiles
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -25,13 +31,17 @@ def _csv(text: str) -> tuple[str, ...]:
 def _options(parser: argparse.ArgumentParser, *, create: bool) -> None:
     parser.add_argument("--name", help="display name")
     parser.add_argument("--description")
-    parser.add_argument("--issuer", help="issuer id that signs for this profile (default: the CA's current issuer)")
     parser.add_argument(
-        "--acme-auth-mode", choices=[m.value for m in AuthMode],
+        "--issuer", help="issuer id that signs for this profile (default: the CA's current issuer)"
+    )
+    parser.add_argument(
+        "--acme-auth-mode",
+        choices=[m.value for m in AuthMode],
         help="trust_authenticated (default) or challenge",
     )
     parser.add_argument(
-        "--key-algorithms", type=_csv,
+        "--key-algorithms",
+        type=_csv,
         help=f"comma list of {', '.join(KEY_ALGORITHMS)}"
         + (f" (default {','.join(DEFAULT_KEY_ALGORITHMS)})" if create else ""),
     )
@@ -46,7 +56,10 @@ def register(sub: Any, common: Common) -> None:
     psub = profile.add_subparsers(dest="profile_command", required=True, metavar="ACTION")
     create = psub.add_parser("create", help="create a profile")
     common(create)
-    create.add_argument("id", help="profile id (a-z, 0-9, '-', '_'); its ACME directory is /acme/profile/<id>/directory")
+    create.add_argument(
+        "id",
+        help="profile id (a-z, 0-9, '-', '_'); its ACME directory is /acme/profile/<id>/directory",
+    )
     _options(create, create=True)
     create.set_defaults(func=cmd_create)
     lst = psub.add_parser("list", help="list profiles")
@@ -65,12 +78,21 @@ def register(sub: Any, common: Common) -> None:
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     mapping = {
-        "name": "name", "description": "description", "issuer": "issuer_id",
-        "acme_auth_mode": "acme_auth_mode", "key_algorithms": "key_algorithms",
-        "max_validity_days": "max_validity_days", "ekus": "ekus",
-        "must_staple": "must_staple", "enabled": "enabled",
+        "name": "name",
+        "description": "description",
+        "issuer": "issuer_id",
+        "acme_auth_mode": "acme_auth_mode",
+        "key_algorithms": "key_algorithms",
+        "max_validity_days": "max_validity_days",
+        "ekus": "ekus",
+        "must_staple": "must_staple",
+        "enabled": "enabled",
     }
-    return {field: getattr(args, arg) for arg, field in mapping.items() if getattr(args, arg) is not None}
+    return {
+        field: getattr(args, arg)
+        for arg, field in mapping.items()
+        if getattr(args, arg) is not None
+    }
 
 
 def _show(profile: Profile) -> None:
@@ -81,12 +103,16 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     runtime = initialize(settings)
     changes = _changes(args)
     base = Profile(
-        id=args.id, name=args.id, issuer_id=runtime.ca.default_issuer.id,
+        id=args.id,
+        name=args.id,
+        issuer_id=runtime.ca.default_issuer.id,
         acme_auth_mode=settings.acme.default_auth_mode,
     )
     if "acme_auth_mode" in changes:
         changes["acme_auth_mode"] = AuthMode(changes["acme_auth_mode"])
-    profile = profiles.create_profile(runtime.ra_context, Profile(**(asdict(base) | changes)), ACTOR)
+    profile = profiles.create_profile(
+        runtime.ra_context, Profile(**(asdict(base) | changes)), ACTOR
+    )
     _show(profile)
     return 0
 
@@ -94,8 +120,14 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_list(_: argparse.Namespace, settings: Settings) -> int:
     runtime = initialize(settings)
     rows = [
-        [p.id, p.acme_auth_mode.value, p.issuer_id, str(p.max_validity_days),
-         ",".join(p.key_algorithms), "yes" if p.enabled else "no"]
+        [
+            p.id,
+            p.acme_auth_mode.value,
+            p.issuer_id,
+            str(p.max_validity_days),
+            ",".join(p.key_algorithms),
+            "yes" if p.enabled else "no",
+        ]
         for p in profiles.list_profiles(runtime.ra_context)
     ]
     print(table(["ID", "MODE", "ISSUER", "MAX_DAYS", "KEYS", "ENABLED"], rows))

@@ -32,7 +32,8 @@ def register(sub: Any, common: Common) -> None:
     serve.add_argument("--listen", help="HOST:PORT (env CERTCTL_LISTEN, default 127.0.0.1:8443)")
     serve.add_argument("--workers", type=int, help="worker processes (env CERTCTL_WORKERS)")
     serve.add_argument(
-        "--plain-http", action="store_true",
+        "--plain-http",
+        action="store_true",
         help="serve plain HTTP, only behind a TLS-terminating proxy (env CERTCTL_PLAIN_HTTP)",
     )
     serve.set_defaults(func=cmd_serve)
@@ -80,8 +81,12 @@ def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "serving",
-        extra={"fields": {"directory": f"{scheme}://{shown}:{settings.listen_port}/acme/directory",
-                          "workers": settings.workers}},
+        extra={
+            "fields": {
+                "directory": f"{scheme}://{shown}:{settings.listen_port}/acme/directory",
+                "workers": settings.workers,
+            }
+        },
     )
     uvicorn.run(
         "certctl.app:app_from_env",

@@ -40,7 +40,8 @@ class Metrics:
         }
         self.failures = {
             op: Counter(
-                f"certctl_acme_{op}_failures", f"ACME {op} requests that failed",
+                f"certctl_acme_{op}_failures",
+                f"ACME {op} requests that failed",
                 registry=self.registry,
             )
             for op in ACME_OPS

@@ -18,7 +18,9 @@ from certctl.storage import audit_log
 
 MAX_CONTACTS = 10
 # A deliberately plain addr-spec: one address, no display name, no hfields (RFC 6068 §2).
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
 
 
 def parse_contacts(raw: object) -> tuple[str, ...]:
@@ -31,9 +33,7 @@ def parse_contacts(raw: object) -> tuple[str, ...]:
     for item in raw:
         scheme, _, address = item.partition(":")
         if scheme.lower() != "mailto":
-            raise AcmeError(
-                ProblemType.UNSUPPORTED_CONTACT, "only mailto: contacts are supported"
-            )
+            raise AcmeError(ProblemType.UNSUPPORTED_CONTACT, "only mailto: contacts are supported")
         if not _EMAIL.match(address) or ".." in address.partition("@")[2]:
             raise AcmeError(ProblemType.INVALID_CONTACT, f"{item[:100]!r} is not a mailto address")
         contacts.append(f"mailto:{address}")
@@ -78,10 +78,18 @@ def new_account(
         with ctx.db.write() as conn:
             store.insert(conn, account, spki_sha256=spki_sha256(jwk.key))
             audit_log.record(
-                conn, at=account.created_at, actor=actor_for(account.id),
-                action="acme_account_created", object_type="acme_account", object_id=account.id,
-                details={"profile_id": profile.id, "jwk_thumbprint": jwk.thumbprint,
-                         "contact_count": len(contacts), "tos_agreed": agreed},
+                conn,
+                at=account.created_at,
+                actor=actor_for(account.id),
+                action="acme_account_created",
+                object_type="acme_account",
+                object_id=account.id,
+                details={
+                    "profile_id": profile.id,
+                    "jwk_thumbprint": jwk.thumbprint,
+                    "contact_count": len(contacts),
+                    "tos_agreed": agreed,
+                },
             )
     except IntegrityError:
         # A concurrent registration of the same key won; answer as for an existing key.
@@ -139,8 +147,12 @@ def update_account(ctx: RAContext, account: Account, payload: dict[str, Any]) ->
             if not store.set_contact(conn, account.id, contacts, now):
                 raise unauthorized("account is no longer valid")
             audit_log.record(
-                conn, at=now, actor=actor_for(account.id), action="acme_account_updated",
-                object_type="acme_account", object_id=account.id,
+                conn,
+                at=now,
+                actor=actor_for(account.id),
+                action="acme_account_updated",
+                object_type="acme_account",
+                object_id=account.id,
                 details={"contact_count": len(contacts)},
             )
         return _reload(ctx, account.id)
@@ -151,11 +163,17 @@ def _deactivate(ctx: RAContext, account: Account) -> Account:
     require_transition(account.status, AccountStatus.DEACTIVATED)
     now = ctx.clock()
     with ctx.db.write() as conn:
-        if not store.set_status(conn, account.id, AccountStatus.VALID, AccountStatus.DEACTIVATED, now):
+        if not store.set_status(
+            conn, account.id, AccountStatus.VALID, AccountStatus.DEACTIVATED, now
+        ):
             raise unauthorized("account is no longer valid")
         audit_log.record(
-            conn, at=now, actor=actor_for(account.id), action="acme_account_deactivated",
-            object_type="acme_account", object_id=account.id,
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_account_deactivated",
+            object_type="acme_account",
+            object_id=account.id,
         )
     return _reload(ctx, account.id)
 

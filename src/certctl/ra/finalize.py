@@ -73,7 +73,11 @@ def csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
 
 
 def finalize(
-    ctx: RAContext, ca: LocalCA, profile: Profile, account: Account, order_id: str,
+    ctx: RAContext,
+    ca: LocalCA,
+    profile: Profile,
+    account: Account,
+    order_id: str,
     payload: dict[str, Any],
 ) -> OrderView:
     view = get_order(ctx, account, order_id)
@@ -87,8 +91,12 @@ def finalize(
         if not order_store.begin_processing(conn, order_id, canonical_serial(serial), now):
             raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         audit_log.record(
-            conn, at=now, actor=actor_for(account.id), action="acme_order_processing",
-            object_type="acme_order", object_id=order_id,
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_order_processing",
+            object_type="acme_order",
+            object_id=order_id,
             details={"serial": canonical_serial(serial)},
         )
     issued = _sign(ctx, ca, profile, account, view, csr, serial)
@@ -117,8 +125,13 @@ def _check_csr(
 
 
 def _sign(
-    ctx: RAContext, ca: LocalCA, profile: Profile, account: Account, view: OrderView,
-    csr: x509.CertificateSigningRequest, serial: int,
+    ctx: RAContext,
+    ca: LocalCA,
+    profile: Profile,
+    account: Account,
+    view: OrderView,
+    csr: x509.CertificateSigningRequest,
+    serial: int,
 ) -> IssuedCertificate:
     now = ctx.clock()
     not_before = view.order.not_before or now
@@ -127,15 +140,21 @@ def _sign(
         issuer = ca.issuers[profile.issuer_id]
         return issuer.issue(
             IssueRequest(
-                csr=csr, dns_names=tuple(sorted(i.value for i in view.order.identifiers)),
-                not_before=not_before, not_after=not_after, ekus=profile.ekus,
-                must_staple=profile.must_staple, serial=serial,
+                csr=csr,
+                dns_names=tuple(sorted(i.value for i in view.order.identifiers)),
+                not_before=not_before,
+                not_after=not_after,
+                ekus=profile.ekus,
+                must_staple=profile.must_staple,
+                serial=serial,
             )
         )
     except Exception as exc:
         log.exception("signing failed for order %s", view.order.id)
-        error = exc if isinstance(exc, AcmeError) else AcmeError(
-            ProblemType.SERVER_INTERNAL, "the CA could not sign this certificate"
+        error = (
+            exc
+            if isinstance(exc, AcmeError)
+            else AcmeError(ProblemType.SERVER_INTERNAL, "the CA could not sign this certificate")
         )
         _fail(ctx, account, view.order.id, error)
         raise error from None
@@ -145,29 +164,50 @@ def _fail(ctx: RAContext, account: Account, order_id: str, error: AcmeError) -> 
     now = ctx.clock()
     with ctx.db.write() as conn:
         order_store.finish_processing(
-            conn, order_id, new=OrderStatus.INVALID, now=now,
+            conn,
+            order_id,
+            new=OrderStatus.INVALID,
+            now=now,
             error=json.dumps(problem_document(error)),
         )
         audit_log.record(
-            conn, at=now, actor=actor_for(account.id), action="acme_order_invalid",
-            object_type="acme_order", object_id=order_id, details={"error": error.detail},
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_order_invalid",
+            object_type="acme_order",
+            object_id=order_id,
+            details={"error": error.detail},
         )
 
 
 def _record(
-    ctx: RAContext, profile: Profile, account: Account, view: OrderView,
-    csr: x509.CertificateSigningRequest, issued: IssuedCertificate,
+    ctx: RAContext,
+    profile: Profile,
+    account: Account,
+    view: OrderView,
+    csr: x509.CertificateSigningRequest,
+    issued: IssuedCertificate,
 ) -> None:
     now = ctx.clock()
     names = sorted(i.value for i in view.order.identifiers)
     version = CertificateVersion(
-        id=new_id("cert-"), certificate_id=new_id("mc-"), serial=issued.serial_hex,
-        fingerprint_sha256=issued.fingerprint_sha256, not_before=issued.not_before,
-        not_after=issued.not_after, pem_chain=issued.chain_pem,
+        id=new_id("cert-"),
+        certificate_id=new_id("mc-"),
+        serial=issued.serial_hex,
+        fingerprint_sha256=issued.fingerprint_sha256,
+        not_before=issued.not_before,
+        not_after=issued.not_after,
+        pem_chain=issued.chain_pem,
         csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
-        key_algorithm=issued.key_algorithm, key_size=issued.key_size, source="acme",
-        profile_id=profile.id, issuer_id=profile.issuer_id, acme_account_id=account.id,
-        acme_order_id=view.order.id, created_at=now,
+        key_algorithm=issued.key_algorithm,
+        key_size=issued.key_size,
+        source="acme",
+        profile_id=profile.id,
+        issuer_id=profile.issuer_id,
+        acme_account_id=account.id,
+        acme_order_id=view.order.id,
+        created_at=now,
     )
     actor = actor_for(account.id)
     with ctx.db.write() as conn:
@@ -179,13 +219,21 @@ def _record(
         ):  # pragma: no cover - the CAS above makes this unreachable
             raise AcmeError(ProblemType.SERVER_INTERNAL, "order changed while issuing")
         audit_log.record(
-            conn, at=now, actor=actor, action="certificate_created",
-            object_type="certificate", object_id=version.certificate_id,
+            conn,
+            at=now,
+            actor=actor,
+            action="certificate_created",
+            object_type="certificate",
+            object_id=version.certificate_id,
             details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
         )
         audit_log.record(
-            conn, at=now, actor=actor, action="acme_order_finalized",
-            object_type="acme_order", object_id=view.order.id,
+            conn,
+            at=now,
+            actor=actor,
+            action="acme_order_finalized",
+            object_type="acme_order",
+            object_id=view.order.id,
             details={"certificate_id": version.id, "serial": version.serial},
         )
 

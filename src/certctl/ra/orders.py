@@ -65,7 +65,8 @@ def check_validity_request(
             raise malformed("notAfter must be later than notBefore and now")
         if not_after - start > max_validity:
             raise malformed(
-                f"requested validity exceeds the profile maximum of {profile.max_validity_days} days"
+                "requested validity exceeds the profile maximum of "
+                f"{profile.max_validity_days} days"
             )
 
 
@@ -91,10 +92,17 @@ def new_order(
     with ctx.db.write() as conn:
         store.insert_order(conn, order, authzs)
         audit_log.record(
-            conn, at=now, actor=actor_for(account.id), action="acme_order_created",
-            object_type="acme_order", object_id=order.id,
-            details={"auth_mode": profile.acme_auth_mode.value, "profile_id": profile.id,
-                     "identifiers": [i.value for i in identifiers]},
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_order_created",
+            object_type="acme_order",
+            object_id=order.id,
+            details={
+                "auth_mode": profile.acme_auth_mode.value,
+                "profile_id": profile.id,
+                "identifiers": [i.value for i in identifiers],
+            },
         )
     return get_order(ctx, account, order.id)
 
@@ -107,7 +115,9 @@ def _new_authz(
     if profile.acme_auth_mode is AuthMode.TRUST_AUTHENTICATED:
         # The authenticated account is trusted for every name the profile allows; no
         # challenge was validated, so the authorization lists none (nothing is claimed).
-        return Authorization(authz_id, order.id, order.account_id, ident, AuthzStatus.VALID, expires)
+        return Authorization(
+            authz_id, order.id, order.account_id, ident, AuthzStatus.VALID, expires
+        )
     types = ("dns-01",) if ident.is_wildcard else ("http-01", "dns-01", "tls-alpn-01")
     challenges = tuple(
         Challenge(new_id("chall-"), authz_id, kind, new_token(), ChallengeStatus.PENDING)
@@ -166,7 +176,9 @@ def _with_status(authz: Authorization, status: AuthzStatus) -> Authorization:
     return replace(authz, status=status)
 
 
-def get_challenge(ctx: RAContext, account: Account, challenge_id: str) -> tuple[Challenge, Authorization]:
+def get_challenge(
+    ctx: RAContext, account: Account, challenge_id: str
+) -> tuple[Challenge, Authorization]:
     with ctx.db.read() as conn:
         challenge = store.get_challenge(conn, challenge_id)
     if challenge is None:
@@ -174,7 +186,9 @@ def get_challenge(ctx: RAContext, account: Account, challenge_id: str) -> tuple[
     return challenge, get_authz(ctx, account, challenge.authz_id)
 
 
-def respond_challenge(ctx: RAContext, account: Account, challenge_id: str) -> tuple[Challenge, Authorization]:
+def respond_challenge(
+    ctx: RAContext, account: Account, challenge_id: str
+) -> tuple[Challenge, Authorization]:
     """RFC 8555 §7.5.1. Validation (challenge mode) is not part of this build yet: a
     pending challenge is refused with a clear error instead of being left processing."""
     challenge, authz = get_challenge(ctx, account, challenge_id)

@@ -32,15 +32,23 @@ def ensure_default_profile(ctx: RAContext, profile_id: str, issuer_id: str) -> N
     """First start: the default profile exists, bound to an explicit issuer."""
     now = ctx.clock()
     profile = Profile(
-        id=profile_id, name="Default ACME profile", issuer_id=issuer_id,
+        id=profile_id,
+        name="Default ACME profile",
+        issuer_id=issuer_id,
         acme_auth_mode=ctx.settings.default_auth_mode,
         description="Created on first start",
     )
     with ctx.db.write() as conn:
         if inventory.insert_profile(conn, profile, now):
-            audit_log.record(conn, at=now, actor="system", action="profile_created",
-                             object_type="profile", object_id=profile_id,
-                             details={"issuer_id": issuer_id})
+            audit_log.record(
+                conn,
+                at=now,
+                actor="system",
+                action="profile_created",
+                object_type="profile",
+                object_id=profile_id,
+                details={"issuer_id": issuer_id},
+            )
 
 
 def get_profile(ctx: RAContext, profile_id: str) -> Profile:
@@ -62,8 +70,14 @@ def create_profile(ctx: RAContext, profile: Profile, actor: str) -> Profile:
         validate_profile(profile, inventory.issuer_ids(conn))
         if not inventory.insert_profile(conn, profile, now):
             raise AcmeError(ProblemType.CONFLICT, f"profile {profile.id} already exists")
-        audit_log.record(conn, at=now, actor=actor, action="profile_created",
-                         object_type="profile", object_id=profile.id)
+        audit_log.record(
+            conn,
+            at=now,
+            actor=actor,
+            action="profile_created",
+            object_type="profile",
+            object_id=profile.id,
+        )
     return profile
 
 
@@ -78,7 +92,13 @@ def update_profile(ctx: RAContext, profile_id: str, changes: dict[str, Any], act
         updated = replace(current, **changes)
         validate_profile(updated, inventory.issuer_ids(conn))
         inventory.update_profile(conn, updated, now)
-        audit_log.record(conn, at=now, actor=actor, action="profile_updated",
-                         object_type="profile", object_id=profile_id,
-                         details={k: str(v) for k, v in changes.items()})
+        audit_log.record(
+            conn,
+            at=now,
+            actor=actor,
+            action="profile_updated",
+            object_type="profile",
+            object_id=profile_id,
+            details={k: str(v) for k, v in changes.items()},
+        )
     return updated

@@ -92,7 +92,10 @@ class Database:
 def _make_engine(url: str, *, pool_size: int, sqlite: bool) -> Engine:
     if not sqlite:
         return create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
             pool_recycle=1800,
         )
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)

@@ -32,14 +32,26 @@ def _insert_ignore(conn: Connection, table: Any, values: dict[str, Any], key: st
 
 
 def ensure_issuer(
-    conn: Connection, *, issuer_id: str, name: str, cert_pem: str, chain_pem: str, key_type: str,
+    conn: Connection,
+    *,
+    issuer_id: str,
+    name: str,
+    cert_pem: str,
+    chain_pem: str,
+    key_type: str,
     now: datetime,
 ) -> None:
     _insert_ignore(
         conn,
         issuers,
-        {"id": issuer_id, "name": name, "cert_pem": cert_pem, "chain_pem": chain_pem,
-         "key_type": key_type, "created_at": now},
+        {
+            "id": issuer_id,
+            "name": name,
+            "cert_pem": cert_pem,
+            "chain_pem": chain_pem,
+            "key_type": key_type,
+            "created_at": now,
+        },
         "id",
     )
 

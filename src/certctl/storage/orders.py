@@ -76,7 +76,9 @@ def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
         id=row["id"],
         account_id=row["account_id"],
         profile_id=row["profile_id"],
-        identifiers=tuple(Identifier(i["type"], i["value"]) for i in _json.loads(row["identifiers"])),
+        identifiers=tuple(
+            Identifier(i["type"], i["value"]) for i in _json.loads(row["identifiers"])
+        ),
         stored_status=OrderStatus(row["status"]),
         expires_at=row["expires_at"],
         created_at=row["created_at"],
@@ -88,13 +90,17 @@ def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
     )
 
 
-def get_order(conn: Connection, order_id: str) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
+def get_order(
+    conn: Connection, order_id: str
+) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
     """The order with its authorizations' (status, expiry), in creation order."""
     row = conn.execute(select(acme_orders).where(acme_orders.c.id == order_id)).first()
     if row is None:
         return None
     authz_rows = conn.execute(
-        select(acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at)
+        select(
+            acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at
+        )
         .where(acme_authorizations.c.order_id == order_id)
         .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
     ).all()

@@ -188,9 +188,7 @@ certificate_versions = Table(
     "certificate_versions",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column(
-        "certificate_id", String(64), ForeignKey("managed_certificates.id"), nullable=False
-    ),
+    Column("certificate_id", String(64), ForeignKey("managed_certificates.id"), nullable=False),
     Column("serial", String(64), nullable=False, unique=True),
     Column("fingerprint_sha256", String(64), nullable=False, unique=True),
     _ts("not_before"),

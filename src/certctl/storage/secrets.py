@@ -12,7 +12,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from certctl.storage.schema import server_secrets
 
 
-def get_or_create(conn: Connection, name: str, factory: Callable[[], bytes], now: datetime) -> bytes:
+def get_or_create(
+    conn: Connection, name: str, factory: Callable[[], bytes], now: datetime
+) -> bytes:
     """First writer wins; every replica then reads the same value."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(

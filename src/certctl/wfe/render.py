@@ -59,7 +59,9 @@ def problem_response(err: AcmeError, *, nonce: str, directory_url: str) -> Respo
     if err.type is ProblemType.METHOD_NOT_ALLOWED and "Allow" not in headers:
         headers["Allow"] = "GET, HEAD, POST"
     return Response(
-        _dumps(problem_document(err)), status_code=err.http_status, headers=headers,
+        _dumps(problem_document(err)),
+        status_code=err.http_status,
+        headers=headers,
         media_type=PROBLEM,
     )
 

@@ -97,7 +97,8 @@ def _endpoint(
             handler = methods.get(request.method)
             if handler is None:
                 raise AcmeError(
-                    ProblemType.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
+                    ProblemType.METHOD_NOT_ALLOWED,
+                    f"{request.method} is not allowed here",
                     headers={"Allow": ", ".join(methods)},
                 )
             if not profile_id:
@@ -133,13 +134,24 @@ def _problem(state: WfeState, err: AcmeError, urls: AcmeUrls) -> Response:
 
 
 def _run(
-    state: WfeState, handler: h.Handler, request: Request, urls: AcmeUrls, profile_id: str,
+    state: WfeState,
+    handler: h.Handler,
+    request: Request,
+    urls: AcmeUrls,
+    profile_id: str,
     body: bytes,
 ) -> Response:
     profile = state.ra.acme_profile(profile_id)
     call = h.Call(
-        ra=state.ra, settings=state.settings, metrics=state.metrics, profile=profile,
-        urls=urls, request_url=str(request.url), method=request.method, body=body,
-        params=dict(request.path_params), query=dict(request.query_params),
+        ra=state.ra,
+        settings=state.settings,
+        metrics=state.metrics,
+        profile=profile,
+        urls=urls,
+        request_url=str(request.url),
+        method=request.method,
+        body=body,
+        params=dict(request.path_params),
+        query=dict(request.query_params),
     )
     return handler(call)

@@ -64,7 +64,9 @@ class AcmeUrls:
         account_id = kid[len(prefix) :] if kid.startswith(prefix) else ""
         if not account_id or "/" in account_id or len(account_id) > 64:
             raise AcmeError(
-                ProblemType.ACCOUNT_DOES_NOT_EXIST if kid.startswith(prefix) else ProblemType.UNAUTHORIZED,
+                ProblemType.ACCOUNT_DOES_NOT_EXIST
+                if kid.startswith(prefix)
+                else ProblemType.UNAUTHORIZED,
                 "kid is not an account URL of this profile",
             )
         return account_id

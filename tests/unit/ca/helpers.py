@@ -36,8 +36,10 @@ def make_csr(key: CsrKeyAny, names: tuple[str, ...] = ()) -> x509.CertificateSig
     if names:
         san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
         builder = builder.add_extension(san, critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else (
-        hashes.SHA256()
+    algorithm = (
+        None
+        if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
+        else (hashes.SHA256())
     )
     return builder.sign(key, algorithm)
 

@@ -148,7 +148,7 @@ def test_interrupted_issuer_creation_is_completed(tmp_path: Path) -> None:
 
 def test_naive_clock_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        load_or_create_ca(tmp_path, clock=lambda: datetime(2026, 1, 1))  # noqa: DTZ001
+        load_or_create_ca(tmp_path, clock=lambda: datetime(2026, 1, 1))
 
 
 def test_too_long_prefix_is_rejected(tmp_path: Path) -> None:
