@@ -6,6 +6,7 @@ starting at the same time) sees either the old content or the new, never half a 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from collections.abc import Iterator
@@ -63,7 +64,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
-        pass
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
