@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import stat
+import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,6 +19,7 @@ from certctl.ca import FileKeyBackend, LocalCA, issuer_id, load_or_create_ca
 from tests.unit.ca.helpers import NOW, bootstrap_worker, fixed_clock
 
 PROCESSES = 4
+Outcome = tuple[str, list[str]]  # what a bootstrap worker reports: root PEM, issuer ids
 T = TypeVar("T", bound=x509.ExtensionType)
 
 
@@ -93,14 +99,14 @@ def test_issuer_chain_is_intermediate_then_root(local_ca: LocalCA) -> None:
 def test_concurrent_bootstrap_yields_one_ca(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES)
-    results = ctx.Queue()
+    results: Queue[Outcome] = ctx.Queue()
     workers = [
         ctx.Process(target=bootstrap_worker, args=(str(tmp_path), barrier, results))
         for _ in range(PROCESSES)
     ]
     for worker in workers:
         worker.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
+    outcomes = _collect(results, workers)
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
@@ -109,6 +115,19 @@ def test_concurrent_bootstrap_yields_one_ca(tmp_path: Path) -> None:
     assert len(issuer_ids) == 1
     assert [p.name for p in (tmp_path / "ca" / "issuers").iterdir()] == issuer_ids
     assert load_or_create_ca(tmp_path, clock=fixed_clock).root_pem == root_pem
+
+
+def _collect(results: Queue[Outcome], workers: Sequence[BaseProcess]) -> list[Outcome]:
+    """Every worker's result; stops early once all workers have exited (a crash)."""
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + 120
+    while len(outcomes) < len(workers) and time.monotonic() < deadline:
+        try:
+            outcomes.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers):
+                break
+    return outcomes
 
 
 def test_rsa_ca(rsa_ca: LocalCA) -> None:
