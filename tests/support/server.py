@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -22,9 +23,11 @@ CLI_TIMEOUT_S = 60.0
 PROBE_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 60
 
-# Variables the server reads; scrubbed from the inherited environment so a developer's
-# shell settings never leak into a test instance.
-_CERTCTL_ENV = ("CERTCTL_DATA_DIR", "CERTCTL_LISTEN", "CERTCTL_DATABASE_URL")
+# Every CERTCTL_* variable is scrubbed from the inherited environment so a developer's
+# shell settings never leak into a test instance; the test suite's own settings stay.
+_CERTCTL_PREFIX = "CERTCTL_"
+_TEST_PREFIX = "CERTCTL_TEST_"
+DEFAULT_READY_PATH = "/acme/directory"
 
 
 class ServerStartError(RuntimeError):
@@ -36,11 +39,17 @@ def certctl_executable() -> Path:
     return Path(sys.executable).parent / "certctl"
 
 
-def certctl_env(database_url: str | None) -> dict[str, str]:
-    """Environment for a certctl process: inherited, minus CERTCTL_*, plus the DB URL."""
-    env = {k: v for k, v in os.environ.items() if k not in _CERTCTL_ENV}
+def certctl_env(database_url: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a certctl process: inherited, minus CERTCTL_* (but CERTCTL_TEST_*),
+    plus the DB URL and ``extra`` (e.g. ``CERTCTL_ACME_SERVER_*`` settings)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_CERTCTL_PREFIX) or k.startswith(_TEST_PREFIX)
+    }
     if database_url is not None:
         env["CERTCTL_DATABASE_URL"] = database_url
+    env.update(extra or {})
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1", "localhost", "::1"]))
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     return env
@@ -64,8 +73,11 @@ class ServedCertctl:
     """A ``certctl serve`` process on a free loopback port with its own data dir.
 
     Use as a context manager: entering starts the server and waits until
-    ``GET /acme/directory`` answers 200 over a TLS chain that verifies against the root
-    printed by ``certctl ca root``, which is written to ``root_pem_path``.
+    ``GET <ready_path>`` (default ``/acme/directory``) answers 200 over a TLS chain that
+    verifies against the root printed by ``certctl ca root``, which is written to
+    ``root_pem_path``. ``env`` adds variables to the server's environment (only to the
+    server's: CLI helpers get the plain environment); a configuration that turns the
+    directory off needs another ``ready_path``, such as ``/health``.
     """
 
     def __init__(
@@ -76,8 +88,12 @@ class ServedCertctl:
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = STARTUP_TIMEOUT_S,
+        env: Mapping[str, str] | None = None,
+        ready_path: str = DEFAULT_READY_PATH,
     ) -> None:
         self.workdir = workdir
+        self.env = dict(env or {})
+        self.ready_path = ready_path
         self.database_url = database_url
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -95,6 +111,10 @@ class ServedCertctl:
     @property
     def directory_url(self) -> str:
         return f"{self.base_url}/acme/directory"
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.base_url}{self.ready_path}"
 
     @property
     def running(self) -> bool:
@@ -139,7 +159,7 @@ class ServedCertctl:
             log.flush()
             self._proc = subprocess.Popen(
                 cmd,
-                env=certctl_env(self.database_url),
+                env=certctl_env(self.database_url, self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -194,14 +214,14 @@ class ServedCertctl:
             if proc.poll() is not None:
                 raise ServerStartError(
                     f"certctl serve exited with {proc.returncode} before answering "
-                    f"{self.directory_url}\n{self.log_tail()}"
+                    f"{self.ready_url}\n{self.log_tail()}"
                 )
-            status, last_error = _get_status(self.directory_url, probe_ctx)
+            status, last_error = _get_status(self.ready_url, probe_ctx)
             if status == 200:
                 return
             time.sleep(PROBE_INTERVAL_S)
         raise ServerStartError(
-            f"{self.directory_url} not ready after {self.startup_timeout:.0f}s "
+            f"{self.ready_url} not ready after {self.startup_timeout:.0f}s "
             f"(last: {last_error})\n{self.log_tail()}"
         )
 
@@ -216,10 +236,10 @@ class ServedCertctl:
 
     def _verify_chain(self) -> None:
         ctx = ssl.create_default_context(cafile=str(self.root_pem_path))
-        status, detail = _get_status(self.directory_url, ctx)
+        status, detail = _get_status(self.ready_url, ctx)
         if status != 200:
             raise ServerStartError(
-                f"{self.directory_url} does not verify against `certctl ca root` "
+                f"{self.ready_url} does not verify against `certctl ca root` "
                 f"(serving leaf + intermediate for {self.host} is expected): {detail}"
             )
 
