@@ -31,7 +31,7 @@ from certctl.ca.keys import (
     signature_hash,
 )
 from certctl.ca.lint import spki
-from certctl.ca.profile import whole_seconds
+from certctl.ca.profile import aware_now, whole_seconds
 from certctl.domain.serials import new_serial
 
 ROOT_KEY_NAME = "root-ca"
@@ -72,13 +72,6 @@ def load_or_create_ca(
     return LocalCA(root, issuers)
 
 
-def _now(clock: Callable[[], datetime]) -> datetime:
-    now = clock()
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("the clock must return timezone-aware datetimes")
-    return now
-
-
 class _Names:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -107,9 +100,11 @@ def _load_or_create_root(
 ) -> x509.Certificate:
     path = ca_dir / "root.pem"
     if path.exists():
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        root = x509.load_pem_x509_certificate(path.read_bytes())
+        root.verify_directly_issued_by(root)  # RFC 5280 §3.2: a root is self-signed
+        return root
     key = backend.load_or_create(ROOT_KEY_NAME, kind)
-    root = _self_signed_root(key, names.root(), _now(clock))
+    root = _self_signed_root(key, names.root(), aware_now(clock))
     write_atomic(path, pem(root).encode("ascii"), PUBLIC_FILE_MODE)
     return root
 
@@ -219,7 +214,7 @@ def _create_issuer(
     root_key = backend.load(ROOT_KEY_NAME)
     if spki(root_key.public_key()) != spki(root.public_key()):
         raise ValueError("the root key does not match root.pem")
-    cert = _issuer_certificate(key, names.issuer(ordinal), root, root_key, _now(clock))
+    cert = _issuer_certificate(key, names.issuer(ordinal), root, root_key, aware_now(clock))
     ensure_private_dir(ca_dir / "issuers")
     directory = ca_dir / "issuers" / issuer_id(cert)
     ensure_private_dir(directory)

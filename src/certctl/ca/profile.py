@@ -8,6 +8,7 @@ sign: ``certctl.ca.issuer`` signs and ``certctl.ca.lint`` checks the result.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -93,6 +94,14 @@ def key_info(public_key: CertificatePublicKeyTypes) -> tuple[str, int]:
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return "Ed25519", 256
     raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "unsupported public key algorithm")
+
+
+def aware_now(clock: Callable[[], datetime]) -> datetime:
+    """``clock()``, refusing a naive datetime: every time in certctl is timezone-aware UTC."""
+    now = clock()
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("the clock must return timezone-aware datetimes")
+    return now
 
 
 def whole_seconds(moment: datetime) -> datetime:

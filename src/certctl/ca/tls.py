@@ -25,7 +25,7 @@ from certctl.ca._files import (
 from certctl.ca.issuer import LocalCA
 from certctl.ca.keys import KeyType, generate_key, load_private_key_pem, private_key_pem
 from certctl.ca.lint import spki
-from certctl.ca.profile import IPAddress, IssueRequest
+from certctl.ca.profile import IPAddress, IssueRequest, aware_now
 from certctl.domain.serials import new_serial
 
 SERVER_CERT_LIFETIME = timedelta(days=365)
@@ -47,7 +47,7 @@ def ensure_server_certificate(
     cert_path, key_path = tls_dir / "server.pem", tls_dir / "server.key"
     dns_names, ips = split_hostnames([*hostnames, *LOOPBACK_NAMES])
     with exclusive_lock(tls_dir / ".lock"):
-        now = clock()
+        now = aware_now(clock)
         current = _load_current(ca, cert_path, key_path)
         if current is None or _needs_reissue(current, dns_names, ips, now):
             _issue(ca, cert_path, key_path, dns_names=dns_names, ips=ips, now=now)
