@@ -14,6 +14,7 @@ from certctl.domain.model import Identifier
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
 
 
 def dns_name_problem(value: str) -> str | None:
@@ -34,8 +35,10 @@ def dns_name_problem(value: str) -> str | None:
     for label in labels:
         if not label:
             return "empty label"
-        if label == "*":
+        if "*" in label:
             return "wildcard only allowed as the whole leftmost label"
+        if len(label) > MAX_LABEL_LENGTH:
+            return "label longer than 63 octets"
         if not _LABEL.match(label):
             return f"label {label[:63]!r} is not letters, digits and inner hyphens"
         if label[2:4] == "--" and not label.startswith("xn--"):

@@ -56,8 +56,12 @@ _TABLES: dict[type, dict[object, frozenset[object]]] = {
 
 
 def can_transition(current: object, target: object) -> bool:
-    table = _TABLES[type(current)]
-    return type(target) is type(current) and target in table[current]
+    """False for anything the table does not list, including derived states (an order is
+    never stored as ready) and values that are not statuses at all."""
+    table = _TABLES.get(type(current))
+    if table is None or type(target) is not type(current):
+        return False
+    return target in table.get(current, frozenset())
 
 
 def require_transition(current: object, target: object) -> None:

@@ -12,6 +12,7 @@ import secrets
 from certctl.domain.errors import malformed
 
 SERIAL_BITS = 159
+MAX_SERIAL_OCTETS = 20
 
 
 def new_serial() -> int:
@@ -29,11 +30,15 @@ def canonical_serial(value: int) -> str:
 
 
 def parse_serial_hex(text: str) -> int:
-    """Accept hex with optional colons and leading zeros; anything else is malformed."""
+    """Accept hex with optional colons and leading zeros (at most 20 octets of value);
+    anything else is malformed."""
     cleaned = text.replace(":", "").strip().lower()
     if not cleaned or len(cleaned) > 64 or any(c not in "0123456789abcdef" for c in cleaned):
         raise malformed("serial must be hexadecimal")
     value = int(cleaned, 16)
     if value <= 0:
         raise malformed("serial must be positive")
+    if value.bit_length() > MAX_SERIAL_OCTETS * 8:
+        # RFC 5280 §4.1.2.2: no conforming certificate has a longer serial.
+        raise malformed("serial is longer than 20 octets")
     return value
