@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -35,7 +35,7 @@ def build_app(runtime: Runtime) -> Starlette:
     metrics = Metrics()
 
     async def metrics_endpoint(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def health(_: Request) -> Response:
         return PlainTextResponse("ok")

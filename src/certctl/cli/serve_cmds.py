@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +14,10 @@ import uvicorn
 
 from certctl.bootstrap import initialize, open_runtime
 from certctl.ca import ensure_server_certificate
+from certctl.cli._protocol import DrainingHttpToolsProtocol
 from certctl.config import Settings
 from certctl.observability.logs import configure_logging
+from certctl.observability.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("certctl.serve")
 
@@ -64,6 +68,14 @@ def cmd_ca_root(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _shared_metrics_dir(settings: Settings) -> None:
+    """Fresh per start: stale files from a previous run would add old counts."""
+    path = settings.data_dir / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    os.environ[MULTIPROC_ENV] = str(path.resolve())
+
+
 def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     runtime = initialize(settings)
@@ -77,6 +89,8 @@ def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         scheme = "https"
     runtime.db.dispose()
+    if settings.workers > 1:
+        _shared_metrics_dir(settings)
     host = settings.listen_host
     shown = f"[{host}]" if ":" in host else host
     log.info(
@@ -91,6 +105,7 @@ def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         "certctl.app:app_from_env",
         factory=True,
+        http=DrainingHttpToolsProtocol,
         host=host,
         port=settings.listen_port,
         workers=settings.workers,

@@ -3,7 +3,15 @@ in the design notes) plus a request latency histogram per endpoint."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# With several workers, `certctl serve` points this at an empty directory before the
+# workers start; prometheus_client then keeps values in shared files and /metrics sums
+# every worker, not just the one that happens to answer.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 ACME_OPS = (
     "directory",
@@ -57,6 +65,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+
+    def exposition(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
     def observe(self, op: str, seconds: float, *, failed: bool) -> None:
         self.ops[op].inc()
