@@ -4,6 +4,7 @@ call here per request; this facade hands each to the module that owns it."""
 from __future__ import annotations
 
 from datetime import datetime
+from time import monotonic
 from typing import Any
 
 from certctl.acme.jwk import PublicJWK
@@ -16,12 +17,15 @@ from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
 from certctl.storage import nonces
 
+PROFILE_CACHE_SECONDS = 1.0
+
 
 class RegistrationAuthority:
     def __init__(self, ctx: RAContext, ca: LocalCA, nonce_codec: NonceCodec) -> None:
         self.ctx = ctx
         self.ca = ca
         self.nonces = nonce_codec
+        self._profiles: dict[str, tuple[float, Profile]] = {}
 
     # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
     def new_nonce(self) -> str:
@@ -39,7 +43,17 @@ class RegistrationAuthority:
 
     # -- profiles -----------------------------------------------------------------------
     def acme_profile(self, profile_id: str) -> Profile:
-        profile = profiles.get_profile(self.ctx, profile_id)
+        """The profile of a request, cached for PROFILE_CACHE_SECONDS: every ACME request
+        needs it, and a changed mode or a disabled profile still applies within a second."""
+        now = monotonic()
+        hit = self._profiles.get(profile_id)
+        if hit is not None and now - hit[0] < PROFILE_CACHE_SECONDS:
+            profile = hit[1]
+        else:
+            profile = profiles.get_profile(self.ctx, profile_id)
+            if len(self._profiles) > 1024:  # ids come from URLs: keep the cache bounded
+                self._profiles.clear()
+            self._profiles[profile_id] = (now, profile)
         if not profile.enabled:
             raise not_found(f"profile {profile_id} is disabled")
         return profile

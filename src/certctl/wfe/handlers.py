@@ -52,7 +52,7 @@ Handler = Callable[[Call], Response]
 
 def directory(call: Call) -> Response:
     s = call.settings
-    meta: dict[str, Any] = {"profile": call.profile.id}
+    meta: dict[str, Any] = {}
     if s.tos_url:
         meta["termsOfService"] = s.tos_url
     if s.website:
