@@ -14,10 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from certctl.domain.model import AuthMode
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_INT = re.compile(r"^-?[0-9]+$", re.ASCII)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -30,33 +35,64 @@ def parse_duration(name: str, text: str) -> timedelta:
     if not text.strip() or match is None or not any(match.groups()):
         raise ConfigError(f"{name}: {text!r} is not a duration like 30s, 5m or 24h")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    value = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if value <= timedelta(0):
+        # A zero TTL would mint nonces, orders and authorizations that are born expired.
+        raise ConfigError(f"{name}: {text!r} must be longer than zero")
+    return value
 
 
 def _bool(name: str, text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
-    if value in ("0", "false", "no", "off", ""):
+    if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}: {text!r} is not a boolean")
 
 
 def _int(name: str, text: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not an integer") from None
+    # Plain decimal digits only: int() would also take "1_000", "+5" and non-ASCII digits.
+    if _INT.match(text.strip()) is None:
+        raise ConfigError(f"{name}: {text!r} is not an integer")
+    value = int(text.strip())
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name}: {value} is outside {minimum}..{maximum}")
     return value
 
 
 def _listen(name: str, text: str) -> tuple[str, int]:
+    """``HOST:PORT``; an IPv6 host is written in brackets (``[::1]:8443``, RFC 3986 §3.2.2)."""
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host:
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ConfigError(f"{name}: {text!r}: brackets are only for IPv6 addresses")
+    elif ":" in host or "[" in host or "]" in host:
+        raise ConfigError(f"{name}: {text!r}: write an IPv6 host in brackets, e.g. [::1]:8443")
+    if not sep or not host or any(c.isspace() for c in host):
         raise ConfigError(f"{name}: {text!r} must be HOST:PORT")
-    return host.strip("[]"), _int(name, port, 1, 65535)
+    return host, _int(name, port, 1, 65535)
+
+
+def _http_url(name: str, text: str) -> str:
+    value = text.strip()
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ConfigError(f"{name}: {text!r} is not an http(s) URL")
+    return value
+
+
+def _database_url(name: str, text: str) -> str:
+    value = text.strip()
+    if not value:
+        return value
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL (postgresql+psycopg://...)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{name}: {backend!r} is not supported (sqlite or postgresql)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -130,7 +166,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     """Build and validate Settings from an environment mapping (``os.environ``)."""
 
     def get(name: str, default: str = "") -> str:
-        return env.get(name, default)
+        # Set but empty (``VAR=`` in a unit file or compose file) means "use the default".
+        value = env.get(name, "")
+        return value if value.strip() else default
 
     host, port = _listen("CERTCTL_LISTEN", get("CERTCTL_LISTEN", "127.0.0.1:8443"))
     key_type = get("CERTCTL_CA_KEY_TYPE", "ecdsa-p256").strip().lower()
@@ -138,17 +176,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"CERTCTL_CA_KEY_TYPE: {key_type!r} is not one of {', '.join(CA_KEY_TYPES)}"
         )
+    log_level = get("CERTCTL_LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"CERTCTL_LOG_LEVEL: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     return Settings(
         data_dir=Path(get("CERTCTL_DATA_DIR", "data")),
         listen_host=host,
         listen_port=port,
-        database_url=get("CERTCTL_DATABASE_URL").strip(),
-        plain_http=_bool("CERTCTL_PLAIN_HTTP", get("CERTCTL_PLAIN_HTTP")),
+        database_url=_database_url("CERTCTL_DATABASE_URL", get("CERTCTL_DATABASE_URL")),
+        plain_http=_bool("CERTCTL_PLAIN_HTTP", get("CERTCTL_PLAIN_HTTP", "false")),
         workers=_int("CERTCTL_WORKERS", get("CERTCTL_WORKERS", "1"), 1, 64),
         ca_key_type=key_type,
         tls_hostnames=_csv(get("CERTCTL_TLS_HOSTNAMES")),
-        log_level=get("CERTCTL_LOG_LEVEL", "INFO").upper(),
-        acme=_acme_settings(get),
+        log_level=log_level,
+        acme=_acme_settings(get, env),
     )
 
 
@@ -156,7 +197,7 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _acme_settings(get: _Getter) -> AcmeServerSettings:
+def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
     prefix = "CERTCTL_ACME_SERVER_"
     mode_text = get(prefix + "DEFAULT_AUTH_MODE", AuthMode.TRUST_AUTHENTICATED.value)
     try:
@@ -165,7 +206,8 @@ def _acme_settings(get: _Getter) -> AcmeServerSettings:
         raise ConfigError(
             f"{prefix}DEFAULT_AUTH_MODE: {mode_text!r} is not trust_authenticated or challenge"
         ) from None
-    profile_id = get(prefix + "DEFAULT_PROFILE_ID", "default").strip()
+    # Unlike the others, set-but-empty is meaningful here: no /acme shorthand at all.
+    profile_id = env.get(prefix + "DEFAULT_PROFILE_ID", "default").strip()
     if profile_id and not _PROFILE_ID.match(profile_id):
         raise ConfigError(f"{prefix}DEFAULT_PROFILE_ID: {profile_id!r} is not a profile id")
     return AcmeServerSettings(
@@ -175,10 +217,10 @@ def _acme_settings(get: _Getter) -> AcmeServerSettings:
         nonce_ttl=parse_duration(prefix + "NONCE_TTL", get(prefix + "NONCE_TTL", "5m")),
         order_ttl=parse_duration(prefix + "ORDER_TTL", get(prefix + "ORDER_TTL", "24h")),
         authz_ttl=parse_duration(prefix + "AUTHZ_TTL", get(prefix + "AUTHZ_TTL", "24h")),
-        tos_url=get(prefix + "TOS_URL").strip(),
-        website=get(prefix + "WEBSITE").strip(),
+        tos_url=_http_url(prefix + "TOS_URL", get(prefix + "TOS_URL")),
+        website=_http_url(prefix + "WEBSITE", get(prefix + "WEBSITE")),
         caa_identities=_csv(get(prefix + "CAA_IDENTITIES")),
-        eab_required=_bool(prefix + "EAB_REQUIRED", get(prefix + "EAB_REQUIRED")),
+        eab_required=_bool(prefix + "EAB_REQUIRED", get(prefix + "EAB_REQUIRED", "false")),
         orders_page_size=_int(
             prefix + "ORDERS_PAGE_SIZE", get(prefix + "ORDERS_PAGE_SIZE", "100"), 1, 1000
         ),
