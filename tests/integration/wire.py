@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,11 +114,15 @@ class Wire:
     def __init__(self, served: ServedCertctl, directory_path: str = "/acme/directory") -> None:
         self.served = served
         self.directory_url = served.base_url + directory_path
-        ctx = ssl.create_default_context(cafile=str(served.root_pem_path))
-        self.http = httpx.Client(verify=ctx, trust_env=False, timeout=HTTP_TIMEOUT_S)
+        self.ssl_context = ssl.create_default_context(cafile=str(served.root_pem_path))
+        self.http = self.new_http()
         response = self.http.get(self.directory_url)
         assert response.status_code == 200, response.text
         self.directory: dict[str, Any] = response.json()
+
+    def new_http(self) -> httpx.Client:
+        """Another connection pool to the same server (for truly parallel requests)."""
+        return httpx.Client(verify=self.ssl_context, trust_env=False, timeout=HTTP_TIMEOUT_S)
 
     def close(self) -> None:
         self.http.close()
@@ -236,7 +241,7 @@ def assert_acme_headers(response: httpx.Response, directory_url: str) -> str:
 
     Returns the nonce.
     """
-    nonce = response.headers.get("Replay-Nonce")
+    nonce: str | None = response.headers.get("Replay-Nonce")
     assert nonce, f"no Replay-Nonce on {response.status_code} {response.url}"
     assert NONCE_RE.fullmatch(nonce), nonce
     links = response.headers.get_list("Link", split_commas=True)
@@ -266,3 +271,50 @@ def link_targets(response: httpx.Response, rel: str) -> list[str]:
         if match and match.group(2) == rel:
             found.append(match.group(1))
     return found
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, list[str]]  # lower-case names
+    body: bytes
+
+    def header(self, name: str) -> str:
+        values = self.headers.get(name.lower(), [])
+        assert len(values) == 1, (name, values)
+        return values[0]
+
+
+def raw_exchange(
+    served: ServedCertctl, head: bytes, chunks: list[bytes], timeout: float = 10.0
+) -> RawResponse:
+    """Send ``head`` and ``chunks`` over one TLS connection, then read one response.
+
+    The caller decides how much of a declared body is ever sent, which is how a test
+    shows that the server answered without waiting for the rest.
+    """
+    ctx = ssl.create_default_context(cafile=str(served.root_pem_path))
+    with (
+        socket.create_connection((served.host, served.port), timeout=timeout) as sock,
+        ctx.wrap_socket(sock, server_hostname=served.host) as tls,
+    ):
+        tls.sendall(head)
+        for chunk in chunks:
+            tls.sendall(chunk)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            received = tls.recv(65536)
+            assert received, f"connection closed before a response: {data!r}"
+            data += received
+        raw_head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+        headers: dict[str, list[str]] = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+        length = int(headers.get("content-length", ["0"])[0])
+        while len(body) < length:
+            received = tls.recv(65536)
+            assert received, "connection closed inside the response body"
+            body += received
+    return RawResponse(int(status_line.split()[1]), headers, body[:length])

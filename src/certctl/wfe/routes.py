@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from certctl.config import AcmeServerSettings
-from certctl.domain.errors import AcmeError, ProblemType
+from certctl.domain.errors import AcmeError, ProblemType, not_found
 from certctl.observability.metrics import Metrics
 from certctl.ra import RegistrationAuthority
 from certctl.wfe import handlers as h
@@ -62,7 +62,22 @@ def acme_routes(state: WfeState) -> list[Route]:
         endpoint = _endpoint(state, op, methods)
         routes.append(Route("/acme/profile/{profile_id}" + suffix, endpoint, methods=_ALL_METHODS))
         routes.append(Route("/acme" + suffix, endpoint, methods=_ALL_METHODS))
+    # Last, so only paths no route above claims land here.
+    unknown = _unknown_endpoint(state)
+    routes.append(Route("/acme/profile/{profile_id}/{rest:path}", unknown, methods=_ALL_METHODS))
+    routes.append(Route("/acme/{rest:path}", unknown, methods=_ALL_METHODS))
     return routes
+
+
+def _unknown_endpoint(state: WfeState) -> Callable[[Request], Awaitable[Response]]:
+    """RFC 8555 §6.5, §7.1: a 404 is an ACME response too, with a fresh Replay-Nonce and
+    the index link, so a client can recover without another newNonce round trip."""
+
+    async def endpoint(request: Request) -> Response:
+        urls, _ = _urls(request, state)
+        return _problem(state, not_found("no such ACME resource"), urls)
+
+    return endpoint
 
 
 def _urls(request: Request, state: WfeState) -> tuple[AcmeUrls, str]:
