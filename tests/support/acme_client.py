@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import josepy as jose
 from acme import client, crypto_util, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
 
 
 def ec_key_pem() -> bytes:
@@ -22,10 +23,10 @@ def ec_key_pem() -> bytes:
 
 def new_client(directory_url: str, root_pem: Path) -> client.ClientV2:
     """A registered account (fresh P-256 key) on the directory's profile."""
-    account_key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-    net = client.ClientNetwork(
-        account_key, alg=jose.ES256, verify_ssl=str(root_pem), user_agent="certctl-tests"
-    )
+    account_key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    net = client.ClientNetwork(account_key, alg=ES256, user_agent="certctl-tests")
+    # requests takes a CA bundle path where acme's annotation says bool.
+    net.verify_ssl = str(root_pem)  # type: ignore[assignment]
     directory = client.ClientV2.get_directory(directory_url, net)
     acme = client.ClientV2(directory, net)
     regr = acme.new_account(

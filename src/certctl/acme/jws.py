@@ -345,3 +345,9 @@ def _malformed(detail: str) -> AcmeError:
 
 def _bad_alg(detail: str) -> AcmeError:
     return AcmeError(ProblemType.BAD_SIGNATURE_ALGORITHM, detail)
+
+
+def strict_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """The JSON rules of this module (UTF-8, unique members, bounded depth and numbers) for
+    other JOSE structures, such as the external account binding."""
+    return _json_object(data, what)
