@@ -1,0 +1,123 @@
+"""Minimal rows built through the repository functions, and a migration worker process."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from sqlalchemy import Connection
+
+from certctl.domain.model import (
+    Account,
+    AccountStatus,
+    AuthMode,
+    Authorization,
+    AuthzStatus,
+    Challenge,
+    ChallengeStatus,
+    Identifier,
+    Order,
+    OrderStatus,
+    Profile,
+)
+from certctl.storage import accounts, inventory, orders
+from certctl.storage.db import Database
+
+NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+ISSUER_ID = "iss-test"
+
+
+def seed_profile(conn: Connection, profile_id: str = "default") -> Profile:
+    """An issuer row (idempotent) and a profile bound to it: what accounts and orders need."""
+    inventory.ensure_issuer(
+        conn,
+        issuer_id=ISSUER_ID,
+        name="CN=Test Issuing CA",
+        cert_pem="-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        chain_pem="",
+        key_type="EllipticCurvePublicKey",
+        now=NOW,
+    )
+    profile = Profile(
+        id=profile_id,
+        name=f"profile {profile_id}",
+        issuer_id=ISSUER_ID,
+        acme_auth_mode=AuthMode.TRUST_AUTHENTICATED,
+    )
+    inventory.insert_profile(conn, profile, NOW)
+    return profile
+
+
+def new_account(
+    conn: Connection, profile_id: str = "default", thumbprint: str | None = None
+) -> Account:
+    account = Account(
+        id="acct-" + secrets.token_hex(8),
+        profile_id=profile_id,
+        status=AccountStatus.VALID,
+        jwk_json='{"kty":"OKP"}',
+        thumbprint=thumbprint or secrets.token_hex(16),
+        contact=("mailto:ops@example.com",),
+        tos_agreed=True,
+        created_at=NOW,
+    )
+    accounts.insert(conn, account, spki_sha256=secrets.token_hex(32))
+    return account
+
+
+def new_order(
+    conn: Connection,
+    account: Account,
+    names: Sequence[str] = ("a.example",),
+    *,
+    authz_status: AuthzStatus = AuthzStatus.VALID,
+    created_at: datetime = NOW,
+) -> Order:
+    order = Order(
+        id="ord-" + secrets.token_hex(8),
+        account_id=account.id,
+        profile_id=account.profile_id,
+        identifiers=tuple(Identifier("dns", n) for n in names),
+        stored_status=OrderStatus.PENDING,
+        expires_at=created_at + timedelta(hours=24),
+        created_at=created_at,
+    )
+    authzs = []
+    for name in names:
+        authz_id = "authz-" + secrets.token_hex(8)
+        challenge = Challenge(
+            "chall-" + secrets.token_hex(8),
+            authz_id,
+            "http-01",
+            secrets.token_urlsafe(32),
+            ChallengeStatus.PENDING,
+        )
+        authzs.append(
+            Authorization(
+                authz_id,
+                order.id,
+                account.id,
+                Identifier("dns", name),
+                authz_status,
+                created_at + timedelta(hours=24),
+                (challenge,),
+            )
+        )
+    orders.insert_order(conn, order, authzs)
+    return order
+
+
+def migrate_worker(url: str, barrier: Barrier, results: Any) -> None:
+    """Run in a child process: start migrating at the same moment as the others."""
+    db = Database(url)
+    try:
+        barrier.wait(timeout=60)
+        db.migrate()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        db.dispose()

@@ -1,0 +1,87 @@
+"""Start-up migrations: idempotent, serialised across processes, exactly the schema."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+import certctl.storage
+from certctl.storage.db import Database
+from certctl.storage.schema import metadata
+from tests.unit.storage.helpers import migrate_worker
+
+PROCESSES = 4
+MIGRATIONS = Path(certctl.storage.__file__).parent / "migrations"
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def assert_one_schema_at_head(url: str) -> None:
+    db = Database(url)
+    try:
+        with db.read() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            tables = set(inspect(conn).get_table_names())
+        assert [v for (v,) in versions] == [head_revision()]
+        assert tables == set(metadata.tables) | {"alembic_version"}
+    finally:
+        db.dispose()
+
+
+def test_migrate_twice_is_idempotent(store_url: str) -> None:
+    db = Database(store_url)
+    try:
+        db.migrate()
+        db.migrate()
+    finally:
+        db.dispose()
+    assert_one_schema_at_head(store_url)
+    # A second handle (a restarted server) migrates again without change.
+    again = Database(store_url)
+    try:
+        again.migrate()
+    finally:
+        again.dispose()
+    assert_one_schema_at_head(store_url)
+
+
+def test_migrations_create_exactly_the_declared_tables(db: Database) -> None:
+    with db.read() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_concurrent_migrations_from_several_processes(store_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=migrate_worker, args=(store_url, barrier, results))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes: list[str] = []
+    deadline = time.monotonic() + 120
+    while len(outcomes) < PROCESSES and time.monotonic() < deadline:
+        try:
+            outcomes.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if not any(w.is_alive() for w in workers):
+                break
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert outcomes == ["ok"] * PROCESSES
+    assert_one_schema_at_head(store_url)

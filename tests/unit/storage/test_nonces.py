@@ -1,0 +1,63 @@
+"""Nonce single use across connections (RFC 8555 §6.5): the primary key decides races."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from certctl.storage import nonces
+from certctl.storage.db import Database
+from tests.unit.storage.helpers import NOW
+
+THREADS = 20
+
+
+def consume(db: Database, nonce: str) -> bool:
+    with db.write() as conn:
+        return nonces.consume(conn, nonce, NOW + timedelta(minutes=5))
+
+
+def test_a_nonce_is_accepted_once(db: Database) -> None:
+    assert consume(db, "nonce-a") is True
+    assert consume(db, "nonce-a") is False
+    assert consume(db, "nonce-a") is False
+    assert consume(db, "nonce-b") is True
+
+
+def test_a_rolled_back_use_does_not_spend_the_nonce(db: Database) -> None:
+    class AbortError(Exception):
+        pass
+
+    try:
+        with db.write() as conn:
+            assert nonces.consume(conn, "nonce-r", NOW) is True
+            raise AbortError
+    except AbortError:
+        pass
+    assert consume(db, "nonce-r") is True
+
+
+def test_racing_uses_of_one_nonce_let_exactly_one_win(db: Database) -> None:
+    barrier = threading.Barrier(THREADS)
+
+    def attempt(_: int) -> bool:
+        barrier.wait(timeout=30)
+        return consume(db, "contested-nonce")
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(attempt, range(THREADS)))
+    assert results.count(True) == 1
+    assert results.count(False) == THREADS - 1
+
+
+def test_purge_removes_only_expired_rows(db: Database) -> None:
+    with db.write() as conn:
+        nonces.consume(conn, "old", NOW - timedelta(seconds=1))
+        nonces.consume(conn, "edge", NOW)
+        nonces.consume(conn, "new", NOW + timedelta(minutes=1))
+    with db.write() as conn:
+        assert nonces.purge_expired(conn, NOW) == 1
+    assert consume(db, "old") is True  # its row is gone (the HMAC expiry still refuses it)
+    assert consume(db, "edge") is False
+    assert consume(db, "new") is False
