@@ -136,10 +136,13 @@ def account_for_kid(ctx: RAContext, profile: Profile, account_id: str) -> Accoun
 def update_account(ctx: RAContext, account: Account, payload: dict[str, Any]) -> Account:
     """RFC 8555 §7.3.2 (contact update) and §7.3.6 (deactivation)."""
     status = payload.get("status")
-    if status is not None:
-        if status != AccountStatus.DEACTIVATED.value:
-            raise malformed("the only status a client may set is deactivated")
+    if status == AccountStatus.DEACTIVATED.value:
         return _deactivate(ctx, account)
+    # Clients echo the account object back to update contacts (certbot sends its current
+    # "status": "valid" along): the status it already has is no change (as Boulder and
+    # Pebble do). Any other value is not the client's to set (RFC 8555 §7.3.6).
+    if status is not None and status != account.status.value:
+        raise malformed("the only status a client may set is deactivated")
     if "contact" in payload:
         contacts = parse_contacts(payload["contact"])
         now = ctx.clock()
