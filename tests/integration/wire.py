@@ -98,6 +98,12 @@ def flattened(key: Key, header: Mapping[str, Any], payload: bytes) -> dict[str, 
     return {"protected": protected, "payload": encoded_payload, "signature": b64(signature)}
 
 
+def http_client(served: ServedCertctl) -> httpx.Client:
+    """HTTPS to ``served`` trusting only its root, never through an environment proxy."""
+    ctx = ssl.create_default_context(cafile=str(served.root_pem_path))
+    return httpx.Client(verify=ctx, trust_env=False, timeout=HTTP_TIMEOUT_S)
+
+
 @dataclass(frozen=True)
 class Account:
     key: Key
@@ -114,15 +120,14 @@ class Wire:
     def __init__(self, served: ServedCertctl, directory_path: str = "/acme/directory") -> None:
         self.served = served
         self.directory_url = served.base_url + directory_path
-        self.ssl_context = ssl.create_default_context(cafile=str(served.root_pem_path))
-        self.http = self.new_http()
+        self.http = http_client(served)
         response = self.http.get(self.directory_url)
         assert response.status_code == 200, response.text
         self.directory: dict[str, Any] = response.json()
 
     def new_http(self) -> httpx.Client:
         """Another connection pool to the same server (for truly parallel requests)."""
-        return httpx.Client(verify=self.ssl_context, trust_env=False, timeout=HTTP_TIMEOUT_S)
+        return http_client(self.served)
 
     def close(self) -> None:
         self.http.close()
