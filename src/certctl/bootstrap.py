@@ -4,6 +4,8 @@ default profile. Run once in the parent process before any worker starts serving
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -72,3 +74,13 @@ def initialize(settings: Settings, *, clock: Clock = utc_now) -> Runtime:
         },
     )
     return runtime
+
+
+@contextmanager
+def initialized(settings: Settings, *, clock: Clock = utc_now) -> Iterator[Runtime]:
+    """``initialize`` for one-shot commands: the database pool is closed afterwards."""
+    runtime = initialize(settings, clock=clock)
+    try:
+        yield runtime
+    finally:
+        runtime.db.dispose()

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from certctl.bootstrap import initialize
+from certctl.bootstrap import initialized
 from certctl.cli._output import table
 from certctl.config import Settings
-from certctl.domain.errors import not_found
+from certctl.domain.errors import AcmeError, not_found
+from certctl.domain.serials import canonical_serial, parse_serial_hex
 from certctl.storage import inventory
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -31,8 +32,7 @@ def register(sub: Any, common: Common) -> None:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
-    with runtime.db.read() as conn:
+    with initialized(settings) as runtime, runtime.db.read() as conn:
         versions = inventory.list_versions(conn, limit=args.limit)
     rows = [
         [
@@ -49,15 +49,22 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lookup_keys(key: str) -> list[str]:
+    """An id as given, preceded by its canonical serial form when it reads as hex
+    (``00:AB:cd`` finds serial ``abcd``)."""
+    try:
+        return [canonical_serial(parse_serial_hex(key)), key]
+    except AcmeError:
+        return [key]
+
+
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
-    key = (
-        args.key.replace(":", "").lower().lstrip("0")
-        if all(c in "0123456789abcdefABCDEF:" for c in args.key)
-        else args.key
-    )
-    with runtime.db.read() as conn:
-        version = inventory.find_version(conn, key) or inventory.find_version(conn, args.key)
+    version = None
+    with initialized(settings) as runtime, runtime.db.read() as conn:
+        for key in _lookup_keys(args.key):
+            version = inventory.find_version(conn, key)
+            if version is not None:
+                break
     if version is None:
         raise not_found(f"no certificate {args.key!r}")
     print(json.dumps(asdict(version), indent=2, default=str))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+
+from sqlalchemy.exc import OperationalError
 
 from certctl.cli import cert_cmds, profile_cmds, serve_cmds
 from certctl.config import ConfigError, Settings, load_settings
@@ -32,8 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Flags override the environment; the result is exported so worker processes agree."""
+# Commands whose work continues in other processes that read the environment themselves
+# (uvicorn workers build the app from os.environ), so flags must be exported for them.
+_EXPORTING_COMMANDS = frozenset({"serve"})
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The CERTCTL_* values given as flags (flags win over the environment)."""
     overrides = {
         "CERTCTL_DATA_DIR": getattr(args, "data_dir", None),
         "CERTCTL_DATABASE_URL": getattr(args, "database_url", None),
@@ -41,10 +48,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "CERTCTL_WORKERS": str(args.workers) if getattr(args, "workers", None) else None,
         "CERTCTL_PLAIN_HTTP": "true" if getattr(args, "plain_http", False) else None,
     }
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[name] = value
-    return load_settings(os.environ)
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+def settings_from(
+    args: argparse.Namespace, environ: MutableMapping[str, str] | None = None
+) -> Settings:
+    """Flags override the environment. Only ``serve`` exports them (to ``environ``, by
+    default ``os.environ``) so its worker processes agree; other commands leave the
+    environment untouched, so one call never leaks into the next."""
+    env = os.environ if environ is None else environ
+    overrides = flag_overrides(args)
+    settings = load_settings({**env, **overrides})
+    if getattr(args, "command", None) in _EXPORTING_COMMANDS:
+        env.update(overrides)
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +78,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AcmeError as exc:
         print(f"certctl: {exc.detail}", file=sys.stderr)
         return 1
+    except OperationalError as exc:
+        # An unreachable or locked database: one line, not a traceback.
+        print(f"certctl: database error: {_first_line(exc.orig or exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        if exc.filename:
+            detail += f": {exc.filename}"
+        print(f"certctl: {detail}", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from certctl.bootstrap import initialize
+from certctl.bootstrap import initialized
 from certctl.cli._output import table
 from certctl.config import Settings
 from certctl.domain.model import (
@@ -100,25 +100,24 @@ def _show(profile: Profile) -> None:
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
     changes = _changes(args)
-    base = Profile(
-        id=args.id,
-        name=args.id,
-        issuer_id=runtime.ca.default_issuer.id,
-        acme_auth_mode=settings.acme.default_auth_mode,
-    )
     if "acme_auth_mode" in changes:
         changes["acme_auth_mode"] = AuthMode(changes["acme_auth_mode"])
-    profile = profiles.create_profile(
-        runtime.ra_context, Profile(**(asdict(base) | changes)), ACTOR
-    )
+    with initialized(settings) as runtime:
+        base = Profile(
+            id=args.id,
+            name=args.id,
+            issuer_id=runtime.ca.default_issuer.id,
+            acme_auth_mode=settings.acme.default_auth_mode,
+        )
+        profile = profiles.create_profile(runtime.ra_context, replace(base, **changes), ACTOR)
     _show(profile)
     return 0
 
 
 def cmd_list(_: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
+    with initialized(settings) as runtime:
+        found = profiles.list_profiles(runtime.ra_context)
     rows = [
         [
             p.id,
@@ -128,19 +127,21 @@ def cmd_list(_: argparse.Namespace, settings: Settings) -> int:
             ",".join(p.key_algorithms),
             "yes" if p.enabled else "no",
         ]
-        for p in profiles.list_profiles(runtime.ra_context)
+        for p in found
     ]
     print(table(["ID", "MODE", "ISSUER", "MAX_DAYS", "KEYS", "ENABLED"], rows))
     return 0
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
-    _show(profiles.get_profile(runtime.ra_context, args.id))
+    with initialized(settings) as runtime:
+        profile = profiles.get_profile(runtime.ra_context, args.id)
+    _show(profile)
     return 0
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = initialize(settings)
-    _show(profiles.update_profile(runtime.ra_context, args.id, _changes(args), ACTOR))
+    with initialized(settings) as runtime:
+        profile = profiles.update_profile(runtime.ra_context, args.id, _changes(args), ACTOR)
+    _show(profile)
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from certctl.bootstrap import initialize, open_runtime
+from certctl.bootstrap import DEFAULT_PROFILE_ID, initialize, initialized, open_runtime
 from certctl.ca import ensure_server_certificate
 from certctl.cli._protocol import DrainingHttpToolsProtocol
 from certctl.config import Settings
@@ -55,15 +55,16 @@ def register(sub: Any, common: Common) -> None:
 
 def cmd_init(_: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
-    runtime = initialize(settings)
-    print(f"data directory: {settings.data_dir}")
-    print(f"issuers: {', '.join(runtime.ca.issuers)}")
-    print("default profile: default")
+    with initialized(settings) as runtime:
+        print(f"data directory: {settings.data_dir}")
+        print(f"issuers: {', '.join(runtime.ca.issuers)}")
+        print(f"default profile: {DEFAULT_PROFILE_ID}")
     return 0
 
 
 def cmd_ca_root(_: argparse.Namespace, settings: Settings) -> int:
     runtime = open_runtime(settings, migrate=False)
+    runtime.db.dispose()
     sys.stdout.write(runtime.ca.root_pem)
     return 0
 
