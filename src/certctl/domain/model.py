@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from certctl.domain.policy import IdentifierPolicy
+
 
 class AuthMode(StrEnum):
     """How a profile decides that an account may have a name (seeds: acme_auth_mode)."""
@@ -77,6 +79,9 @@ class Profile:
     must_staple: bool = False
     enabled: bool = True
     description: str = ""
+    identifier_policy: IdentifierPolicy = field(default_factory=IdentifierPolicy)
+    caa_check: bool = False  # RFC 8659 CAA at validation and, when stale, at finalize
+    eab_required: bool = False  # RFC 8555 §7.3.4, on top of the server-wide setting
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Account:
     contact: tuple[str, ...]
     tos_agreed: bool
     created_at: datetime
+    eab_kid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class Authorization:
     status: AuthzStatus
     expires_at: datetime
     challenges: tuple[Challenge, ...] = field(default_factory=tuple)
+    validated_at: datetime | None = None
 
     @property
     def wildcard(self) -> bool:

@@ -21,6 +21,7 @@ def _account(row: RowMapping) -> Account:
         contact=tuple(_json.loads(row["contact"])),
         tos_agreed=row["tos_agreed"],
         created_at=row["created_at"],
+        eab_kid=row["eab_kid"],
     )
 
 
@@ -35,6 +36,7 @@ def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
             key_spki_sha256=spki_sha256,
             contact=_json.dumps(list(account.contact)),
             tos_agreed=account.tos_agreed,
+            eab_kid=account.eab_kid,
             created_at=account.created_at,
             updated_at=account.created_at,
         )

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.domain.model import AuthMode, CertificateVersion, Profile
+from certctl.domain.policy import IdentifierPolicy
 from certctl.storage import _json
 from certctl.storage.schema import (
     certificate_versions,
@@ -72,6 +73,14 @@ def _profile_values(p: Profile) -> dict[str, Any]:
         "ekus": _json.dumps(list(p.ekus)),
         "must_staple": p.must_staple,
         "enabled": p.enabled,
+        "allowed_names": _json.dumps(list(p.identifier_policy.allowed_names)),
+        "denied_names": _json.dumps(list(p.identifier_policy.denied_names)),
+        "allow_wildcards": p.identifier_policy.allow_wildcards,
+        "allow_ip": p.identifier_policy.allow_ip,
+        "ip_networks": _json.dumps(list(p.identifier_policy.ip_networks)),
+        "max_identifiers": p.identifier_policy.max_identifiers,
+        "caa_check": p.caa_check,
+        "eab_required": p.eab_required,
     }
 
 
@@ -87,6 +96,16 @@ def _profile(row: RowMapping) -> Profile:
         ekus=tuple(_json.loads(row["ekus"])),
         must_staple=row["must_staple"],
         enabled=row["enabled"],
+        identifier_policy=IdentifierPolicy(
+            allowed_names=tuple(_json.loads(row["allowed_names"])),
+            denied_names=tuple(_json.loads(row["denied_names"])),
+            allow_wildcards=row["allow_wildcards"],
+            allow_ip=row["allow_ip"],
+            ip_networks=tuple(_json.loads(row["ip_networks"])),
+            max_identifiers=row["max_identifiers"],
+        ),
+        caa_check=row["caa_check"],
+        eab_required=row["eab_required"],
     )
 
 

@@ -48,6 +48,7 @@ def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]
                     "status": a.status.value,
                     "expires_at": a.expires_at,
                     "created_at": order.created_at,
+                    "validated_at": a.validated_at,
                 }
                 for a in authzs
             ],
@@ -186,6 +187,7 @@ def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
         status=AuthzStatus(m["status"]),
         expires_at=m["expires_at"],
         challenges=tuple(_challenge(c._mapping) for c in chall_rows),
+        validated_at=m["validated_at"],
     )
 
 

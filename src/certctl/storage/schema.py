@@ -22,6 +22,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 
@@ -91,6 +93,15 @@ profiles = Table(
     Column("ekus", Text, nullable=False),  # JSON array
     Column("must_staple", Boolean, nullable=False),
     Column("enabled", Boolean, nullable=False),
+    # Identifier policy (JSON arrays of name patterns / CIDRs), enforced in every mode.
+    Column("allowed_names", Text, nullable=False, server_default="[]"),
+    Column("denied_names", Text, nullable=False, server_default="[]"),
+    Column("allow_wildcards", Boolean, nullable=False, server_default=true()),
+    Column("allow_ip", Boolean, nullable=False, server_default=false()),
+    Column("ip_networks", Text, nullable=False, server_default="[]"),
+    Column("max_identifiers", Integer, nullable=False, server_default="100"),
+    Column("caa_check", Boolean, nullable=False, server_default=false()),
+    Column("eab_required", Boolean, nullable=False, server_default=false()),
     _ts("created_at"),
     _ts("updated_at"),
 )
@@ -106,6 +117,7 @@ acme_accounts = Table(
     Column("key_spki_sha256", String(64), nullable=False),
     Column("contact", Text, nullable=False),  # JSON array
     Column("tos_agreed", Boolean, nullable=False),
+    Column("eab_kid", String(128), ForeignKey("eab_keys.kid"), nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     # One account per key per profile (RFC 8555 §7.3.1 returns the existing one).
@@ -143,7 +155,16 @@ acme_authorizations = Table(
     Column("status", String(16), nullable=False),
     _ts("expires_at"),
     _ts("created_at"),
+    _ts("validated_at", nullable=True),
     Index("ix_acme_authorizations_order", "order_id"),
+    # Authorization reuse looks up an account's valid authorizations by identifier.
+    Index(
+        "ix_acme_authorizations_reuse",
+        "account_id",
+        "identifier_type",
+        "identifier_value",
+        "status",
+    ),
 )
 
 acme_challenges = Table(
@@ -156,7 +177,29 @@ acme_challenges = Table(
     Column("status", String(16), nullable=False),
     _ts("validated_at", nullable=True),
     Column("error", Text, nullable=True),
+    # When validation started: start-up recovery re-runs validations left processing by a
+    # crash, and only those older than a validation timeout (another replica's are live).
+    _ts("processing_since", nullable=True),
+    Column("validation_record", Text, nullable=True),  # JSON: what the VA saw
     Index("ix_acme_challenges_authz", "authz_id"),
+    Index("ix_acme_challenges_status", "status"),
+)
+
+eab_keys = Table(
+    "eab_keys",
+    metadata,
+    # RFC 8555 §7.3.4: the kid and MAC key handed to the subscriber out of band.
+    Column("kid", String(128), primary_key=True),
+    Column("hmac_key", LargeBinary, nullable=False),
+    Column("profile_ids", Text, nullable=False),  # JSON array
+    Column("reusable", Boolean, nullable=False),
+    Column("uses", Integer, nullable=False, server_default="0"),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+    Column("allowed_names", Text, nullable=False, server_default="[]"),
+    Column("description", Text, nullable=False, server_default=""),
+    _ts("expires_at", nullable=True),
+    _ts("created_at"),
+    _ts("last_used_at", nullable=True),
 )
 
 used_nonces = Table(
