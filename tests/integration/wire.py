@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -268,14 +269,13 @@ def assert_problem(
     return doc
 
 
-def link_targets(response: httpx.Response, rel: str) -> list[str]:
-    """Targets of ``Link`` headers with ``rel`` (RFC 8288), as the server wrote them."""
-    found = []
-    for link in response.headers.get_list("Link", split_commas=True):
-        match = re.fullmatch(r'\s*<([^>]*)>\s*;\s*rel="([^"]*)"\s*', link)
-        if match and match.group(2) == rel:
-            found.append(match.group(1))
-    return found
+def link_targets(response: httpx.Response | requests.Response, rel: str) -> list[str]:
+    """Targets of the response's ``Link`` header fields with ``rel`` (RFC 8288)."""
+    if isinstance(response, httpx.Response):
+        value = ", ".join(response.headers.get_list("Link"))
+    else:
+        value = response.headers.get("Link", "")
+    return [url for url, r in re.findall(r'<([^>]*)>\s*;\s*rel="([^"]*)"', value) if r == rel]
 
 
 @dataclass(frozen=True)

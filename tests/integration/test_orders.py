@@ -1,0 +1,206 @@
+"""Orders and authorizations (RFC 8555 §7.1.3, §7.1.4, §7.4, §7.5) on the default profile."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from tests.integration.acme_lib import acme_client
+from tests.integration.wire import (
+    Account,
+    Key,
+    Wire,
+    assert_problem,
+    csr_der,
+    link_targets,
+)
+from tests.support.server import ServedCertctl
+
+# The default profile's maximum certificate lifetime.
+MAX_VALIDITY = timedelta(days=90)
+
+BAD_NAMES = [
+    pytest.param("trailing.example.test.", id="trailing-dot"),
+    pytest.param(".example.test", id="empty-first-label"),
+    pytest.param("a..b", id="empty-inner-label"),
+    pytest.param("*.*.x.test", id="double-wildcard"),
+    pytest.param("foo*.x.test", id="partial-wildcard"),
+    pytest.param("a" * 64 + ".x.test", id="64-char-label"),
+    pytest.param("bücher.example.test", id="non-ascii"),
+    pytest.param("", id="empty"),
+    pytest.param("under_score.example.test", id="underscore"),
+]
+
+
+def _identifiers(*names: str, kind: str = "dns") -> list[dict[str, str]]:
+    return [{"type": kind, "value": n} for n in names]
+
+
+def _orders(wire: Wire, account: Account) -> list[str]:
+    url = wire.as_account(account, account.url).json()["orders"]
+    response = wire.as_account(account, url)
+    assert response.status_code == 200, response.text
+    orders: list[str] = response.json()["orders"]
+    return orders
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _whole_seconds(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+# -- identifiers -------------------------------------------------------------------------
+
+
+def test_identifiers_are_normalised(served: ServedCertctl, wire: Wire) -> None:
+    account = wire.new_account()
+    response = wire.new_order(account, "Mixed.Example.TEST", "mixed.example.test", "B.X.Test")
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert sorted(i["value"] for i in order["identifiers"]) == [
+        "b.x.test",
+        "mixed.example.test",
+    ]
+    assert all(i["type"] == "dns" for i in order["identifiers"])
+    authz_names = sorted(
+        wire.as_account(account, url).json()["identifier"]["value"]
+        for url in order["authorizations"]
+    )
+    assert authz_names == ["b.x.test", "mixed.example.test"]
+    # The library's CSR (lower-case names) finalizes it.
+    assert order["status"] == "ready"
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_name_is_rejected_identifier(wire: Wire, name: str) -> None:
+    account = wire.new_account()
+    response = wire.as_account(account, wire["newOrder"], {"identifiers": _identifiers(name)})
+    doc = assert_problem(response, 400, "rejectedIdentifier", wire.directory_url)
+    assert [s["identifier"] for s in doc["subproblems"]] == [{"type": "dns", "value": name}]
+    assert doc["subproblems"][0]["type"] == "urn:ietf:params:acme:error:rejectedIdentifier"
+    assert _orders(wire, account) == []
+
+
+def test_mixed_order_lists_only_the_bad_identifiers(wire: Wire) -> None:
+    account = wire.new_account()
+    bad = [str(p.values[0]) for p in BAD_NAMES]
+    good = ["good.example.test", "*.wild.example.test"]
+    names = [good[0], *bad[:4], good[1], *bad[4:]]
+    response = wire.as_account(account, wire["newOrder"], {"identifiers": _identifiers(*names)})
+    doc = assert_problem(response, 400, "rejectedIdentifier", wire.directory_url)
+    listed = [s["identifier"]["value"] for s in doc["subproblems"]]
+    assert sorted(listed) == sorted(bad), listed
+    assert all(s["type"].endswith(":rejectedIdentifier") for s in doc["subproblems"])
+    assert _orders(wire, account) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("ip", "192.0.2.1"), ("ip", "2001:db8::1"), ("email", "a@example.test"), ("DNS", "a.test")],
+)
+def test_unsupported_identifier_type(wire: Wire, kind: str, value: str) -> None:
+    account = wire.new_account()
+    identifiers = [*_identifiers("ok.example.test"), {"type": kind, "value": value}]
+    response = wire.as_account(account, wire["newOrder"], {"identifiers": identifiers})
+    doc = assert_problem(response, 400, "unsupportedIdentifier", wire.directory_url)
+    assert [s["identifier"] for s in doc["subproblems"]] == [{"type": kind, "value": value}]
+    assert doc["subproblems"][0]["type"].endswith(":unsupportedIdentifier")
+
+
+# -- requested validity (RFC 8555 §7.1.3, §7.4) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start_in", "lifetime"),
+    [
+        pytest.param(timedelta(hours=1), timedelta(days=10), id="both-10d"),
+        pytest.param(timedelta(minutes=10), MAX_VALIDITY, id="both-at-max"),
+        pytest.param(None, timedelta(days=3), id="not-after-only"),
+    ],
+)
+def test_requested_validity_is_honoured_exactly(
+    wire: Wire, start_in: timedelta | None, lifetime: timedelta
+) -> None:
+    account = wire.new_account()
+    now = _whole_seconds(datetime.now(UTC))
+    not_before = now + start_in if start_in is not None else None
+    not_after = (not_before or now) + lifetime
+    extra: dict[str, Any] = {"notAfter": _rfc3339(not_after)}
+    if not_before is not None:
+        extra["notBefore"] = _rfc3339(not_before)
+    response = wire.new_order(account, "validity.example.test", **extra)
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order.get("notBefore") == extra.get("notBefore")
+    assert order["notAfter"] == extra["notAfter"]
+
+    cert_key = Key.ec256()
+    final = wire.finalize(account, order, csr_der(cert_key, ["validity.example.test"]))
+    assert final.status_code == 200, final.text
+    chain = wire.as_account(account, final.json()["certificate"]).text
+    leaf = x509.load_pem_x509_certificates(chain.encode())[0]
+    assert leaf.not_valid_after_utc == not_after
+    if not_before is not None:
+        assert leaf.not_valid_before_utc == not_before
+
+
+@pytest.mark.parametrize(
+    ("start_in", "lifetime"),
+    [
+        pytest.param(timedelta(hours=1), MAX_VALIDITY + timedelta(seconds=1), id="max-plus-1s"),
+        pytest.param(timedelta(0), timedelta(days=365), id="a-year"),
+        pytest.param(None, MAX_VALIDITY + timedelta(days=1), id="not-after-only"),
+        pytest.param(-timedelta(days=1), timedelta(days=2), id="not-before-in-the-past"),
+        pytest.param(timedelta(hours=2), -timedelta(hours=1), id="not-after-before-not-before"),
+    ],
+)
+def test_validity_outside_the_profile_is_malformed(
+    wire: Wire, start_in: timedelta | None, lifetime: timedelta
+) -> None:
+    account = wire.new_account()
+    now = _whole_seconds(datetime.now(UTC))
+    not_before = now + start_in if start_in is not None else None
+    extra: dict[str, Any] = {"notAfter": _rfc3339((not_before or now) + lifetime)}
+    if not_before is not None:
+        extra["notBefore"] = _rfc3339(not_before)
+    response = wire.new_order(account, "validity.example.test", **extra)
+    assert_problem(response, 400, "malformed", wire.directory_url)
+    # Refused, not quietly shortened: no order exists.
+    assert _orders(wire, account) == []
+
+
+# -- ownership and links ---------------------------------------------------------------
+
+
+def test_other_accounts_order_and_authz_are_404(wire: Wire) -> None:
+    owner, intruder = wire.new_account(), wire.new_account()
+    order_url, order = wire.ready_order(owner, "owned.example.test")
+    authz_url = order["authorizations"][0]
+    for url in (order_url, authz_url):
+        assert wire.as_account(owner, url).status_code == 200
+        assert_problem(wire.as_account(intruder, url), 404, "malformed", wire.directory_url)
+    csr = csr_der(Key.ec256(), ["owned.example.test"])
+    stolen = wire.finalize(intruder, order, csr)
+    assert_problem(stolen, 404, "malformed", wire.directory_url)
+    assert wire.as_account(owner, order_url).json()["status"] == "ready"
+    # Nor may it read the owner's orders list.
+    orders_url = wire.as_account(owner, owner.url).json()["orders"]
+    assert_problem(wire.as_account(intruder, orders_url), 403, "unauthorized", wire.directory_url)
+
+
+def test_authz_links_up_to_its_order(served: ServedCertctl, wire: Wire) -> None:
+    client = acme_client(wire.directory_url, served.root_pem_path)
+    client.register()
+    order, _ = client.order("up.example.test", "up2.example.test")
+    assert len(order.authorizations) == 2
+    for authzr in order.authorizations:
+        assert authzr.body.status.name == "valid"
+        response = client.post_as_get(authzr.uri)
+        assert link_targets(response, "up") == [order.uri]
+        assert link_targets(response, "index") == [wire.directory_url]
