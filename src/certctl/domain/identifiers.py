@@ -6,6 +6,7 @@ syntactically valid host name, so policy and CSR comparison work on one canonica
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
@@ -85,6 +86,8 @@ def _parse_one(item: object) -> tuple[Identifier | None, Subproblem | None]:
     kind, value = item.get("type"), item.get("value")
     if not isinstance(kind, str) or not isinstance(value, str):
         raise malformed("identifier type and value must be strings")
+    if kind == "ip":
+        return _parse_ip(value)
     if kind != "dns":
         return None, Subproblem(
             ProblemType.UNSUPPORTED_IDENTIFIER,
@@ -97,6 +100,22 @@ def _parse_one(item: object) -> tuple[Identifier | None, Subproblem | None]:
     if reason is not None:
         return None, Subproblem(ProblemType.REJECTED_IDENTIFIER, reason, "dns", value[:255])
     return Identifier("dns", name), None
+
+
+def _parse_ip(value: str) -> tuple[Identifier | None, Subproblem | None]:
+    """RFC 8738 §3: an IPv4 dotted quad (RFC 1123 §2.1) or IPv6 text (RFC 5952), stored in
+    the canonical form; zones, prefixes and leading zeros are refused."""
+    try:
+        if "%" in value:  # zone indices (RFC 4007) name a local interface, not an address
+            raise ValueError(value)
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None, Subproblem(ProblemType.MALFORMED, "not an IP address", "ip", value[:64])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return None, Subproblem(
+            ProblemType.REJECTED_IDENTIFIER, "use the IPv4 form of this address", "ip", value[:64]
+        )
+    return Identifier("ip", str(address)), None
 
 
 def identifier_set(identifiers: Iterable[Identifier]) -> frozenset[tuple[str, str]]:

@@ -143,7 +143,7 @@ def test_one_subproblem_per_offending_identifier() -> None:
         [
             dns("good.example"),
             dns("bad..example"),
-            {"type": "ip", "value": "192.0.2.1"},
+            {"type": "email", "value": "192.0.2.1"},
             dns("also-good.example"),
             dns("-bad.example"),
         ]
@@ -151,7 +151,7 @@ def test_one_subproblem_per_offending_identifier() -> None:
     assert err.type is ProblemType.REJECTED_IDENTIFIER
     assert [(s.identifier_type, s.identifier_value) for s in err.subproblems] == [
         ("dns", "bad..example"),
-        ("ip", "192.0.2.1"),
+        ("email", "192.0.2.1"),
         ("dns", "-bad.example"),
     ]
     assert [s.type for s in err.subproblems] == [
@@ -162,7 +162,7 @@ def test_one_subproblem_per_offending_identifier() -> None:
     assert "bad..example" in err.detail and "-bad.example" in err.detail
 
 
-@pytest.mark.parametrize("kind", ["ip", "email", "DNS", "permanent-identifier", ""])
+@pytest.mark.parametrize("kind", ["email", "DNS", "IP", "permanent-identifier", ""])
 def test_unsupported_identifier_types(kind: str) -> None:
     err = refused([{"type": kind, "value": "192.0.2.1"}])
     assert err.type is ProblemType.UNSUPPORTED_IDENTIFIER
@@ -207,3 +207,21 @@ def test_too_many_identifiers() -> None:
     assert refused([dns(f"h{i}.example") for i in range(101)]).type is (
         ProblemType.REJECTED_IDENTIFIER
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [("192.0.2.1", "192.0.2.1"), ("2001:DB8:0:0::1", "2001:db8::1"), ("::1", "::1")],
+)
+def test_ip_identifiers_are_canonical(value: str, canonical: str) -> None:
+    (ident,) = parse_identifiers([{"type": "ip", "value": value}])
+    assert ident == Identifier("ip", canonical)
+
+
+@pytest.mark.parametrize(
+    "value", ["192.0.2.01", "192.0.2", "10.0.0.0/8", "fe80::1%eth0", "::ffff:192.0.2.1", "x"]
+)
+def test_bad_ip_identifiers(value: str) -> None:
+    err = refused([{"type": "ip", "value": value}])
+    (sub,) = err.subproblems
+    assert sub.identifier_type == "ip"
