@@ -102,7 +102,7 @@ def test_mixed_order_lists_only_the_bad_identifiers(wire: Wire) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [("ip", "192.0.2.1"), ("ip", "2001:db8::1"), ("email", "a@example.test"), ("DNS", "a.test")],
+    [("email", "a@example.test"), ("DNS", "a.test"), ("permanent-identifier", "x")],
 )
 def test_unsupported_identifier_type(wire: Wire, kind: str, value: str) -> None:
     account = wire.new_account()
@@ -111,6 +111,16 @@ def test_unsupported_identifier_type(wire: Wire, kind: str, value: str) -> None:
     doc = assert_problem(response, 400, "unsupportedIdentifier", wire.directory_url)
     assert [s["identifier"] for s in doc["subproblems"]] == [{"type": kind, "value": value}]
     assert doc["subproblems"][0]["type"].endswith(":unsupportedIdentifier")
+
+
+@pytest.mark.parametrize("value", ["192.0.2.1", "2001:db8::1"])
+def test_ip_identifiers_refused_by_default_profile_policy(wire: Wire, value: str) -> None:
+    # RFC 8738 addresses parse, but the default profile's policy does not allow them.
+    account = wire.new_account()
+    identifiers = [*_identifiers("ok.example.test"), {"type": "ip", "value": value}]
+    response = wire.as_account(account, wire["newOrder"], {"identifiers": identifiers})
+    doc = assert_problem(response, 400, "rejectedIdentifier", wire.directory_url)
+    assert [s["identifier"] for s in doc["subproblems"]] == [{"type": "ip", "value": value}]
 
 
 # -- requested validity (RFC 8555 §7.1.3, §7.4) -----------------------------------------

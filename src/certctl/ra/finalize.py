@@ -8,6 +8,7 @@ signed certificate without its record.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from datetime import timedelta
@@ -22,6 +23,7 @@ from certctl.acme.jwk import spki_sha256
 from certctl.acme.problems import problem_document
 from certctl.ca import IssuedCertificate, IssueRequest, LocalCA
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
+from certctl.domain.identifiers import identifier_set
 from certctl.domain.model import Account, CertificateVersion, OrderStatus, Profile
 from certctl.domain.serials import canonical_serial, new_serial
 from certctl.policy.keys import check_subscriber_key
@@ -56,19 +58,26 @@ def parse_csr(payload: dict[str, Any]) -> x509.CertificateSigningRequest:
     return csr
 
 
-def csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
-    """The DNS names a CSR asks for: SAN dNSNames plus the CN (lower-cased)."""
+def csr_names(csr: x509.CertificateSigningRequest) -> set[tuple[str, str]]:
+    """What a CSR asks for as (type, value): SAN dNSNames and iPAddresses (RFC 8738 §4)
+    plus the CN, lower-cased; anything else is refused."""
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
     except (ValueError, x509.DuplicateExtension):
         raise _bad_csr("csr extensions cannot be parsed") from None
-    if any(not isinstance(n, x509.DNSName) for n in san):
-        raise _bad_csr("csr may only request DNS names")
-    names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    if any(not isinstance(n, x509.DNSName | x509.IPAddress) for n in san):
+        raise _bad_csr("csr may only request DNS names and IP addresses")
+    names = {("dns", n.lower()) for n in san.get_values_for_type(x509.DNSName)}
+    for ip in san.get_values_for_type(x509.IPAddress):
+        if not isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            raise _bad_csr("csr iPAddress entries must be addresses, not networks")
+        names.add(("ip", str(ip)))
+    ips = {value for kind, value in names if kind == "ip"}
     for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        names.add(str(attr.value).lower())
+        cn = str(attr.value).lower()
+        names.add(("ip", cn) if cn in ips else ("dns", cn))
     return names
 
 
@@ -113,10 +122,11 @@ def _check_csr(
         if account_store.key_in_use(conn, spki_sha256(key)):
             # RFC 8555 §11.1: the certificate key must not be an account key.
             raise _bad_csr("csr key is an ACME account key; use a separate key")
-    wanted = {i.value for i in view.order.identifiers}
+    wanted = identifier_set(view.order.identifiers)
     got = csr_names(csr)
     if got != wanted:
-        extra, missing = sorted(got - wanted), sorted(wanted - got)
+        extra = sorted(v for _, v in got - wanted)
+        missing = sorted(v for _, v in wanted - got)
         raise _bad_csr(
             "csr names must equal the order's identifiers"
             + (f"; not in order: {', '.join(extra)[:200]}" if extra else "")
@@ -136,12 +146,14 @@ def _sign(
     now = ctx.clock()
     not_before = view.order.not_before or now
     not_after = view.order.not_after or not_before + timedelta(days=profile.max_validity_days)
+    idents = view.order.identifiers
     try:
         issuer = ca.issuers[profile.issuer_id]
         return issuer.issue(
             IssueRequest(
                 csr=csr,
-                dns_names=tuple(sorted(i.value for i in view.order.identifiers)),
+                dns_names=tuple(sorted(i.value for i in idents if i.type == "dns")),
+                ip_addresses=tuple(ipaddress.ip_address(i.value) for i in idents if i.type == "ip"),
                 not_before=not_before,
                 not_after=not_after,
                 ekus=profile.ekus,

@@ -21,6 +21,7 @@ from certctl.domain.model import (
     OrderStatus,
     Profile,
 )
+from certctl.policy.identifiers import check_identifiers
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.storage import audit_log
 from certctl.storage import orders as store
@@ -73,7 +74,11 @@ def check_validity_request(
 def new_order(
     ctx: RAContext, profile: Profile, account: Account, payload: dict[str, Any]
 ) -> OrderView:
-    identifiers = parse_identifiers(payload.get("identifiers"))
+    identifiers = parse_identifiers(
+        payload.get("identifiers"), max_count=profile.identifier_policy.max_identifiers
+    )
+    # Enforced in every auth mode: this is what makes trust_authenticated safe.
+    check_identifiers(profile.identifier_policy, identifiers, profile.id)
     now = ctx.clock()
     not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
     check_validity_request(profile, not_before, not_after, now)
@@ -118,7 +123,7 @@ def _new_authz(
         return Authorization(
             authz_id, order.id, order.account_id, ident, AuthzStatus.VALID, expires
         )
-    types = ("dns-01",) if ident.is_wildcard else ("http-01", "dns-01", "tls-alpn-01")
+    types = _challenge_types(ident)
     challenges = tuple(
         Challenge(new_id("chall-"), authz_id, kind, new_token(), ChallengeStatus.PENDING)
         for kind in types
@@ -126,6 +131,14 @@ def _new_authz(
     return Authorization(
         authz_id, order.id, order.account_id, ident, AuthzStatus.PENDING, expires, challenges
     )
+
+
+def _challenge_types(ident: Identifier) -> tuple[str, ...]:
+    if ident.type == "ip":
+        return ("http-01", "tls-alpn-01")  # RFC 8738 §7: never dns-01 for an address
+    if ident.is_wildcard:
+        return ("dns-01",)  # RFC 8555 §7.1.3: a wildcard is proven in DNS only
+    return ("http-01", "dns-01", "tls-alpn-01")
 
 
 def get_order(ctx: RAContext, account: Account, order_id: str) -> OrderView:
