@@ -1,9 +1,11 @@
-"""The certctl command line against a served instance's data directory and database."""
+"""The certctl command line, and direct reads, against a served instance's store."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from sqlalchemy import create_engine, text
 
 from tests.support.server import ServedCertctl, run_certctl
 
@@ -27,3 +29,15 @@ def cert_show(served: ServedCertctl, key: str) -> dict[str, Any]:
     """``certctl cert show <id or serial>`` as JSON."""
     shown: dict[str, Any] = json.loads(certctl_cli(served, "cert", "show", key))
     return shown
+
+
+def count_rows(served: ServedCertctl, sql: str, **params: object) -> int:
+    """``SELECT count(*) ...`` straight from the instance's database (read only)."""
+    url = served.database_url or f"sqlite+pysqlite:///{served.data_dir / 'certctl.db'}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            count: int = conn.execute(text(sql), params).scalar_one()
+    finally:
+        engine.dispose()
+    return count
