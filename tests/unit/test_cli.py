@@ -386,3 +386,56 @@ def test_unreachable_database_is_one_line(run: RunCli) -> None:
     assert result.code == 1
     assert result.err.startswith("certctl: database error: ")
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_profile_identifier_policy_options(run: RunCli) -> None:
+    created = run(
+        "profile",
+        "create",
+        "corp",
+        "--allowed-names",
+        "example.com,corp.test",
+        "--denied-names",
+        "secret.example.com",
+        "--no-allow-wildcards",
+        "--allow-ip",
+        "--ip-networks",
+        "10.0.0.0/8",
+        "--max-identifiers",
+        "5",
+        "--caa-check",
+        "--eab-required",
+    )
+    assert created.code == 0, created.err
+    shown = json.loads(run("profile", "show", "corp").out)
+    assert shown["identifier_policy"] == {
+        "allowed_names": ["example.com", "corp.test"],
+        "denied_names": ["secret.example.com"],
+        "allow_wildcards": False,
+        "allow_ip": True,
+        "ip_networks": ["10.0.0.0/8"],
+        "max_identifiers": 5,
+    }
+    assert shown["caa_check"] is True and shown["eab_required"] is True
+    # An update changes only what it names, inside the nested policy too.
+    assert run("profile", "update", "corp", "--allow-wildcards").code == 0
+    policy = json.loads(run("profile", "show", "corp").out)["identifier_policy"]
+    assert policy["allow_wildcards"] is True and policy["allowed_names"] == [
+        "example.com",
+        "corp.test",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("--allowed-names", "Upper.test"),
+        ("--denied-names", "a.*.test"),
+        ("--ip-networks", "10.0.0.0/33"),
+        ("--max-identifiers", "0"),
+    ],
+)
+def test_profile_policy_validation(run: RunCli, bad: tuple[str, str]) -> None:
+    result = run("profile", "create", "corp", *bad)
+    assert result.code != 0
+    assert "Traceback" not in result.err and result.err.strip()

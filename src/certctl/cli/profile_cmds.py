@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from certctl.bootstrap import initialized
@@ -49,6 +49,39 @@ def _options(parser: argparse.ArgumentParser, *, create: bool) -> None:
     parser.add_argument("--ekus", type=_csv, help=f"comma list of {', '.join(EKU_NAMES)}")
     parser.add_argument("--must-staple", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--enabled", action=argparse.BooleanOptionalAction, default=None)
+    policy = parser.add_argument_group(
+        "identifier policy (enforced in every mode)",
+        "Name patterns match on label boundaries: example.com covers example.com and every "
+        "name under it (never evil-example.com); *.example.com covers only names under it.",
+    )
+    policy.add_argument("--allowed-names", type=_csv, help="comma list; empty allows all names")
+    policy.add_argument("--denied-names", type=_csv, help="comma list; deny wins over allow")
+    policy.add_argument(
+        "--allow-wildcards",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow *.name identifiers (one level, leftmost label; default yes)",
+    )
+    policy.add_argument(
+        "--allow-ip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow IP address identifiers, RFC 8738 (default no)",
+    )
+    policy.add_argument("--ip-networks", type=_csv, help="comma list of CIDRs IPs must be in")
+    policy.add_argument("--max-identifiers", type=int, help="identifiers per order (default 100)")
+    parser.add_argument(
+        "--caa-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="check CAA (RFC 8659) at validation and again at finalize when stale",
+    )
+    parser.add_argument(
+        "--eab-required",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require an external account binding to register on this profile",
+    )
 
 
 def register(sub: Any, common: Common) -> None:
@@ -87,6 +120,14 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         "ekus": "ekus",
         "must_staple": "must_staple",
         "enabled": "enabled",
+        "allowed_names": "allowed_names",
+        "denied_names": "denied_names",
+        "allow_wildcards": "allow_wildcards",
+        "allow_ip": "allow_ip",
+        "ip_networks": "ip_networks",
+        "max_identifiers": "max_identifiers",
+        "caa_check": "caa_check",
+        "eab_required": "eab_required",
     }
     return {
         field: getattr(args, arg)
@@ -101,8 +142,6 @@ def _show(profile: Profile) -> None:
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     changes = _changes(args)
-    if "acme_auth_mode" in changes:
-        changes["acme_auth_mode"] = AuthMode(changes["acme_auth_mode"])
     with initialized(settings) as runtime:
         base = Profile(
             id=args.id,
@@ -110,7 +149,9 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
             issuer_id=runtime.ca.default_issuer.id,
             acme_auth_mode=settings.acme.default_auth_mode,
         )
-        profile = profiles.create_profile(runtime.ra_context, replace(base, **changes), ACTOR)
+        profile = profiles.create_profile(
+            runtime.ra_context, profiles.apply_changes(base, changes), ACTOR
+        )
     _show(profile)
     return 0
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from certctl.config import is_valid_profile_id
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
 from certctl.domain.model import EKU_NAMES, KEY_ALGORITHMS, AuthMode, Profile
+from certctl.domain.policy import IdentifierPolicy
+from certctl.policy.identifiers import validate_networks, validate_patterns
 from certctl.ra.context import RAContext
 from certctl.storage import audit_log, inventory
 
 MAX_VALIDITY_DAYS_LIMIT = 3650
+MAX_IDENTIFIERS_LIMIT = 1000
 
 
 def validate_profile(profile: Profile, issuer_ids: list[str]) -> None:
@@ -26,6 +29,25 @@ def validate_profile(profile: Profile, issuer_ids: list[str]) -> None:
         raise malformed(f"EKUs must be among {', '.join(EKU_NAMES)}")
     if not 1 <= profile.max_validity_days <= MAX_VALIDITY_DAYS_LIMIT:
         raise malformed(f"max validity must be 1..{MAX_VALIDITY_DAYS_LIMIT} days")
+    policy = profile.identifier_policy
+    validate_patterns(policy.allowed_names + policy.denied_names)
+    validate_networks(policy.ip_networks)
+    if not 1 <= policy.max_identifiers <= MAX_IDENTIFIERS_LIMIT:
+        raise malformed(f"max identifiers must be 1..{MAX_IDENTIFIERS_LIMIT}")
+
+
+POLICY_FIELDS = frozenset(f.name for f in fields(IdentifierPolicy))
+
+
+def apply_changes(profile: Profile, changes: dict[str, Any]) -> Profile:
+    """``changes`` names Profile fields, or IdentifierPolicy fields for the policy."""
+    top = {k: v for k, v in changes.items() if k not in POLICY_FIELDS}
+    policy = {k: v for k, v in changes.items() if k in POLICY_FIELDS}
+    if "acme_auth_mode" in top:
+        top["acme_auth_mode"] = AuthMode(top["acme_auth_mode"])
+    if policy:
+        top["identifier_policy"] = replace(profile.identifier_policy, **policy)
+    return replace(profile, **top)
 
 
 def ensure_default_profile(ctx: RAContext, profile_id: str, issuer_id: str) -> None:
@@ -87,9 +109,7 @@ def update_profile(ctx: RAContext, profile_id: str, changes: dict[str, Any], act
         current = inventory.get_profile(conn, profile_id)
         if current is None:
             raise not_found(f"no profile {profile_id!r}")
-        if "acme_auth_mode" in changes:
-            changes["acme_auth_mode"] = AuthMode(changes["acme_auth_mode"])
-        updated = replace(current, **changes)
+        updated = apply_changes(current, changes)
         validate_profile(updated, inventory.issuer_ids(conn))
         inventory.update_profile(conn, updated, now)
         audit_log.record(
