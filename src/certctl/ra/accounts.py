@@ -12,6 +12,7 @@ from certctl.acme.jwk import PublicJWK, spki_sha256
 from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
 from certctl.domain.lifecycle import require_transition
 from certctl.domain.model import Account, AccountStatus, Profile
+from certctl.ra import eab
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.storage import accounts as store
 from certctl.storage import audit_log
@@ -48,7 +49,7 @@ def _optional_bool(payload: dict[str, Any], name: str) -> bool:
 
 
 def new_account(
-    ctx: RAContext, profile: Profile, jwk: PublicJWK, payload: dict[str, Any]
+    ctx: RAContext, profile: Profile, jwk: PublicJWK, payload: dict[str, Any], url: str
 ) -> tuple[Account, bool]:
     """Returns (account, created). An existing key returns its account (§7.3.1)."""
     only_existing = _optional_bool(payload, "onlyReturnExisting")
@@ -63,7 +64,7 @@ def new_account(
     if ctx.settings.tos_url and not agreed:
         # RFC 8555 §7.3: with a ToS in the directory, registration requires agreement.
         raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
-    _check_eab(ctx, payload)
+    binding = eab.check_binding(ctx, profile, jwk, payload.get("externalAccountBinding"), url)
     account = Account(
         id=new_id("acct-"),
         profile_id=profile.id,
@@ -73,9 +74,12 @@ def new_account(
         contact=contacts,
         tos_agreed=agreed,
         created_at=ctx.clock(),
+        eab_kid=binding.kid if binding else None,
     )
     try:
         with ctx.db.write() as conn:
+            if binding is not None:
+                eab.bind(conn, binding, account.created_at)
             store.insert(conn, account, spki_sha256=spki_sha256(jwk.key))
             audit_log.record(
                 conn,
@@ -89,6 +93,7 @@ def new_account(
                     "jwk_thumbprint": jwk.thumbprint,
                     "contact_count": len(contacts),
                     "tos_agreed": agreed,
+                    "eab_kid": account.eab_kid,
                 },
             )
     except IntegrityError:
@@ -105,19 +110,6 @@ def _existing(account: Account) -> Account:
     if account.status is not AccountStatus.VALID:
         raise unauthorized(f"account is {account.status.value}")
     return account
-
-
-def _check_eab(ctx: RAContext, payload: dict[str, Any]) -> None:
-    binding = payload.get("externalAccountBinding")
-    if binding is None:
-        if ctx.settings.eab_required:
-            raise AcmeError(
-                ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
-                "this server requires an external account binding (RFC 8555 §7.3.4)",
-            )
-        return
-    # No EAB credentials can exist yet on this server, so no binding can be valid.
-    raise unauthorized("unknown external account binding key id")
 
 
 def account_for_kid(ctx: RAContext, profile: Profile, account_id: str) -> Account:

@@ -21,9 +21,11 @@ from certctl.domain.model import (
     OrderStatus,
     Profile,
 )
+from certctl.domain.policy import IdentifierPolicy
 from certctl.policy.identifiers import check_identifiers
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.storage import audit_log
+from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
 
 # Clock skew we tolerate on a requested notBefore in the past.
@@ -79,6 +81,7 @@ def new_order(
     )
     # Enforced in every auth mode: this is what makes trust_authenticated safe.
     check_identifiers(profile.identifier_policy, identifiers, profile.id)
+    _check_eab_names(ctx, account, identifiers, profile.id)
     now = ctx.clock()
     not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
     check_validity_request(profile, not_before, not_after, now)
@@ -131,6 +134,20 @@ def _new_authz(
     return Authorization(
         authz_id, order.id, order.account_id, ident, AuthzStatus.PENDING, expires, challenges
     )
+
+
+def _check_eab_names(
+    ctx: RAContext, account: Account, identifiers: tuple[Identifier, ...], profile_id: str
+) -> None:
+    """An EAB key may carry its own allowed names: accounts bound with it stay inside them."""
+    if account.eab_kid is None:
+        return
+    with ctx.db.read() as conn:
+        key = eab_store.get(conn, account.eab_kid)
+    if key is None or not key.allowed_names:
+        return
+    policy = IdentifierPolicy(allowed_names=key.allowed_names, allow_ip=True)
+    check_identifiers(policy, identifiers, profile_id)
 
 
 def _challenge_types(ident: Identifier) -> tuple[str, ...]:

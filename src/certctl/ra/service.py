@@ -60,9 +60,9 @@ class RegistrationAuthority:
 
     # -- accounts -----------------------------------------------------------------------
     def new_account(
-        self, profile: Profile, jwk: PublicJWK, payload: dict[str, Any]
+        self, profile: Profile, jwk: PublicJWK, payload: dict[str, Any], url: str
     ) -> tuple[Account, bool]:
-        return accounts.new_account(self.ctx, profile, jwk, payload)
+        return accounts.new_account(self.ctx, profile, jwk, payload, url)
 
     def account_for_kid(self, profile: Profile, account_id: str) -> Account:
         return accounts.account_for_kid(self.ctx, profile, account_id)

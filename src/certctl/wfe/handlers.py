@@ -59,7 +59,8 @@ def directory(call: Call) -> Response:
         meta["website"] = s.website
     if s.caa_identities:
         meta["caaIdentities"] = list(s.caa_identities)
-    meta["externalAccountRequired"] = s.eab_required
+    # RFC 8555 §7.1.1: tell the truth about this profile, not only the server default.
+    meta["externalAccountRequired"] = s.eab_required or call.profile.eab_required
     doc = views.directory(call.urls, call.profile, meta)
     # Directory responses may be cached briefly by clients; nonces in them may not.
     return call.respond(doc, extra={"Cache-Control": "public, max-age=0, no-cache"})
@@ -73,7 +74,9 @@ def new_nonce(call: Call) -> Response:
 
 def new_account(call: Call) -> Response:
     auth = call.auth(KeyKind.JWK)
-    account, created = call.ra.new_account(call.profile, auth.key, auth.jws.payload_json())
+    account, created = call.ra.new_account(
+        call.profile, auth.key, auth.jws.payload_json(), call.request_url
+    )
     if not created:
         call.metrics.event("new_account_idempotent")
     return call.respond(
