@@ -281,6 +281,13 @@ def test_cert_list_on_an_empty_inventory(run: RunCli) -> None:
     assert out.split() == ["ID", "SERIAL", "PROFILE", "KEY", "NOT_AFTER", "STATUS"]
 
 
+@pytest.mark.parametrize("limit", ["0", "-1", "x"])
+def test_cert_list_limit_must_be_positive(run: RunCli, limit: str) -> None:
+    result = run("cert", "list", "--limit", limit)
+    assert result.code == 2
+    assert "positive integer" in result.err
+
+
 def _add_certificate(data_dir: Path) -> CertificateVersion:
     settings = load_settings({"CERTCTL_DATA_DIR": str(data_dir)})
     db = Database(settings.effective_database_url)
@@ -321,6 +328,7 @@ def test_cert_list_and_show(run: RunCli, data_dir: Path) -> None:
     lines = run.ok("cert", "list").splitlines()
     row = ["cert-1", "abcd", "default", "EC-256", "2030-04-01T00:00:00Z", "active"]
     assert lines[1].split() == row
+    assert len(run.ok("cert", "list", "--limit", "1").splitlines()) == 2
     for key in ("cert-1", "mc-1", "abcd", "00:AB:CD", "ABCD"):
         shown = json.loads(run.ok("cert", "show", key))
         assert shown["id"] == version.id

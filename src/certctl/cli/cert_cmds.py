@@ -18,12 +18,19 @@ from certctl.storage import inventory
 Common = Callable[[argparse.ArgumentParser], None]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def register(sub: Any, common: Common) -> None:
     cert = sub.add_parser("cert", help="certificate inventory")
     csub = cert.add_subparsers(dest="cert_command", required=True, metavar="ACTION")
     lst = csub.add_parser("list", help="list issued certificates")
     common(lst)
-    lst.add_argument("--limit", type=int, default=1000)
+    lst.add_argument("--limit", type=_positive_int, default=1000, help="at most this many rows")
     lst.set_defaults(func=cmd_list)
     show = csub.add_parser("show", help="show one certificate (by id or serial) as JSON")
     common(show)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import queue
 import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 import certctl.storage
 from certctl.storage.db import Database
@@ -85,3 +89,24 @@ def test_concurrent_migrations_from_several_processes(store_url: str) -> None:
         assert worker.exitcode == 0
     assert outcomes == ["ok"] * PROCESSES
     assert_one_schema_at_head(store_url)
+
+
+def test_a_failed_migration_reports_its_error_and_releases_the_lock(store_url: str) -> None:
+    db = Database(store_url)
+    try:
+        with db.write() as conn:  # a stray table in the way of the first migration
+            conn.execute(text("CREATE TABLE acme_used_nonces (x integer)"))
+        with pytest.raises(DBAPIError, match="already exists"):
+            db.migrate()
+        if db.is_sqlite:
+            lock_path = f"{make_url(store_url).database}.migrate.lock"
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+        else:
+            with db.read() as conn:
+                held = conn.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                ).scalar_one()
+            assert held == 0
+    finally:
+        db.dispose()
