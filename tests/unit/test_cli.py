@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 
 from certctl.cli.main import main, settings_from
-from certctl.config import load_settings
+from certctl.config import ConfigError, load_settings
 from certctl.domain.model import KEY_ALGORITHMS, CertificateVersion
 from certctl.storage import inventory
 from certctl.storage.db import Database
@@ -376,6 +376,15 @@ def test_serve_exports_its_flags_for_the_workers() -> None:
     untouched: dict[str, str] = {}
     assert settings_from(args, untouched).data_dir == Path("/srv/x")
     assert untouched == {}
+
+
+def test_serve_flags_are_validated_like_the_environment() -> None:
+    args = argparse.Namespace(command="serve", workers=0, listen=None, plain_http=False)
+    with pytest.raises(ConfigError, match=r"^CERTCTL_WORKERS:"):
+        settings_from(args, {})
+    args = argparse.Namespace(command="serve", workers=None, listen="nohost", plain_http=False)
+    with pytest.raises(ConfigError, match=r"^CERTCTL_LISTEN:"):
+        settings_from(args, {})
 
 
 def test_configuration_errors_exit_2_naming_the_variable(

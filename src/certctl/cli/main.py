@@ -46,7 +46,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
         "CERTCTL_DATA_DIR": getattr(args, "data_dir", None),
         "CERTCTL_DATABASE_URL": getattr(args, "database_url", None),
         "CERTCTL_LISTEN": getattr(args, "listen", None),
-        "CERTCTL_WORKERS": str(args.workers) if getattr(args, "workers", None) else None,
+        # `is not None`: --workers 0 must reach validation, not fall back silently.
+        "CERTCTL_WORKERS": None if getattr(args, "workers", None) is None else str(args.workers),
         "CERTCTL_PLAIN_HTTP": "true" if getattr(args, "plain_http", False) else None,
     }
     return {name: value for name, value in overrides.items() if value is not None}
