@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -13,11 +16,14 @@ from starlette.routing import Route
 
 from certctl.acme.nonce import NonceCodec
 from certctl.bootstrap import Runtime, open_runtime
-from certctl.config import load_settings
+from certctl.config import Settings, ValidationSettings, load_settings
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
 from certctl.ra import RegistrationAuthority
+from certctl.ra.challenges import Validator
+from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
+from certctl.va import ValidationAuthority, VASettings
 from certctl.wfe.routes import WfeState, acme_routes
 
 NONCE_KEY = "acme_nonce_hmac_key"
@@ -31,8 +37,33 @@ def build_app(runtime: Runtime) -> Starlette:
             conn, NONCE_KEY, lambda: secrets.token_bytes(32), runtime.clock()
         )
     codec = NonceCodec(key, settings.acme.nonce_ttl, runtime.clock)
-    ra = RegistrationAuthority(runtime.ra_context, runtime.ca, codec)
     metrics = Metrics()
+    va = build_va(settings.acme.validation)
+    validator = Validator(
+        va=va,
+        caa_identities=settings.acme.caa_identities,
+        account_url=lambda account: (
+            f"{external_url(settings)}/acme/profile/{account.profile_id}/account/{account.id}"
+        ),
+        observe=metrics.validation,
+    )
+    ra = RegistrationAuthority(runtime.ra_context, runtime.ca, codec, validator)
+    # Validations left processing by a crash or a killed replica are resumed, never stuck.
+    recovery = Periodic(
+        "validation-recovery",
+        settings.acme.validation.timeout.total_seconds(),
+        ra.recover_validations,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        recovery.start()
+        try:
+            yield
+        finally:
+            recovery.stop()
+            await va.drain(settings.acme.validation.timeout.total_seconds())
+            va.close()
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -43,11 +74,38 @@ def build_app(runtime: Runtime) -> Starlette:
     routes = [Route("/metrics", metrics_endpoint), Route("/health", health)]
     if settings.acme.enabled:
         routes += acme_routes(WfeState(ra, settings.acme, metrics))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestLogMiddleware)
     app.state.runtime = runtime
     app.state.metrics = metrics
     return app
+
+
+def build_va(validation: ValidationSettings) -> ValidationAuthority:
+    return ValidationAuthority(
+        VASettings(
+            resolvers=validation.dns01_resolvers,
+            http_port=validation.http_port,
+            tls_port=validation.tls_port,
+            allow_loopback=validation.allow_loopback,
+            allowed_networks=tuple(
+                ipaddress.ip_network(n, strict=False) for n in validation.networks
+            ),
+            timeout=validation.timeout.total_seconds(),
+            http01_concurrency=validation.http01_concurrency,
+            dns01_concurrency=validation.dns01_concurrency,
+            tlsalpn01_concurrency=validation.tlsalpn01_concurrency,
+        )
+    )
+
+
+def external_url(settings: Settings) -> str:
+    """The base URL accounts are known by outside (RFC 8657 accounturi)."""
+    if settings.acme.external_url:
+        return settings.acme.external_url.rstrip("/")
+    scheme = "http" if settings.plain_http else "https"
+    host = f"[{settings.listen_host}]" if ":" in settings.listen_host else settings.listen_host
+    return f"{scheme}://{host}:{settings.listen_port}"
 
 
 def app_from_env() -> Starlette:

@@ -7,6 +7,7 @@ every variable read here; a test checks the docs against it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,24 @@ def _database_url(name: str, text: str) -> str:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """Challenge validation (RFC 8555 §8, RFC 8737, RFC 8738), CAA and authz reuse."""
+
+    http01_concurrency: int = 10
+    dns01_concurrency: int = 10
+    tlsalpn01_concurrency: int = 10
+    dns01_resolvers: tuple[tuple[str, int], ...] = ()  # () = the system resolver
+    timeout: timedelta = timedelta(seconds=30)
+    http_port: int = 80
+    tls_port: int = 443
+    allow_loopback: bool = False  # labs and tests only
+    networks: tuple[str, ...] = ()  # () = any address that is not always forbidden
+    authz_reuse: bool = True
+    caa_recheck_after: timedelta = timedelta(hours=8)
+    retry_after: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
 class AcmeServerSettings:
     enabled: bool = True
     default_auth_mode: AuthMode = AuthMode.TRUST_AUTHENTICATED
@@ -109,6 +128,8 @@ class AcmeServerSettings:
     eab_required: bool = False
     orders_page_size: int = 100
     max_body_bytes: int = 64 * 1024
+    external_url: str = ""  # how clients reach us; default https://LISTEN
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
 @dataclass(frozen=True)
@@ -157,6 +178,19 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_ACME_SERVER_EAB_REQUIRED",
     "CERTCTL_ACME_SERVER_ORDERS_PAGE_SIZE",
     "CERTCTL_ACME_SERVER_MAX_BODY_BYTES",
+    "CERTCTL_ACME_SERVER_HTTP01_CONCURRENCY",
+    "CERTCTL_ACME_SERVER_DNS01_CONCURRENCY",
+    "CERTCTL_ACME_SERVER_TLSALPN01_CONCURRENCY",
+    "CERTCTL_ACME_SERVER_DNS01_RESOLVER",
+    "CERTCTL_ACME_SERVER_VALIDATION_TIMEOUT",
+    "CERTCTL_ACME_SERVER_VALIDATION_HTTP_PORT",
+    "CERTCTL_ACME_SERVER_VALIDATION_TLS_PORT",
+    "CERTCTL_ACME_SERVER_VALIDATION_ALLOW_LOOPBACK",
+    "CERTCTL_ACME_SERVER_VALIDATION_NETWORKS",
+    "CERTCTL_ACME_SERVER_AUTHZ_REUSE",
+    "CERTCTL_ACME_SERVER_CAA_RECHECK_AFTER",
+    "CERTCTL_ACME_SERVER_RETRY_AFTER",
+    "CERTCTL_ACME_SERVER_EXTERNAL_URL",
 )
 
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -227,6 +261,47 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
         max_body_bytes=_int(
             prefix + "MAX_BODY_BYTES", get(prefix + "MAX_BODY_BYTES", "65536"), 1024, 1 << 20
         ),
+        external_url=_http_url(prefix + "EXTERNAL_URL", get(prefix + "EXTERNAL_URL")),
+        validation=_validation_settings(get, prefix),
+    )
+
+
+def _validation_settings(get: _Getter, prefix: str) -> ValidationSettings:
+    def cap(name: str) -> int:
+        return _int(prefix + name, get(prefix + name, "10"), 1, 1000)
+
+    def port(name: str, default: str) -> int:
+        return _int(prefix + name, get(prefix + name, default), 1, 65535)
+
+    networks = _csv(get(prefix + "VALIDATION_NETWORKS"))
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{prefix}VALIDATION_NETWORKS: {net!r} is not a CIDR") from None
+    return ValidationSettings(
+        http01_concurrency=cap("HTTP01_CONCURRENCY"),
+        dns01_concurrency=cap("DNS01_CONCURRENCY"),
+        tlsalpn01_concurrency=cap("TLSALPN01_CONCURRENCY"),
+        dns01_resolvers=tuple(
+            _listen(prefix + "DNS01_RESOLVER", item)
+            for item in _csv(get(prefix + "DNS01_RESOLVER"))
+        ),
+        timeout=parse_duration(
+            prefix + "VALIDATION_TIMEOUT", get(prefix + "VALIDATION_TIMEOUT", "30s")
+        ),
+        http_port=port("VALIDATION_HTTP_PORT", "80"),
+        tls_port=port("VALIDATION_TLS_PORT", "443"),
+        allow_loopback=_bool(
+            prefix + "VALIDATION_ALLOW_LOOPBACK",
+            get(prefix + "VALIDATION_ALLOW_LOOPBACK", "false"),
+        ),
+        networks=networks,
+        authz_reuse=_bool(prefix + "AUTHZ_REUSE", get(prefix + "AUTHZ_REUSE", "true")),
+        caa_recheck_after=parse_duration(
+            prefix + "CAA_RECHECK_AFTER", get(prefix + "CAA_RECHECK_AFTER", "8h")
+        ),
+        retry_after=parse_duration(prefix + "RETRY_AFTER", get(prefix + "RETRY_AFTER", "1s")),
     )
 
 

@@ -15,6 +15,7 @@ from certctl.config import (
     AcmeServerSettings,
     ConfigError,
     Settings,
+    ValidationSettings,
     is_valid_profile_id,
     load_settings,
     parse_duration,
@@ -65,6 +66,19 @@ DEFAULTS: dict[str, Any] = {
     "acme.eab_required": False,
     "acme.orders_page_size": 100,
     "acme.max_body_bytes": 65536,
+    "acme.external_url": "",
+    "acme.validation.http01_concurrency": 10,
+    "acme.validation.dns01_concurrency": 10,
+    "acme.validation.tlsalpn01_concurrency": 10,
+    "acme.validation.dns01_resolvers": (),
+    "acme.validation.timeout": timedelta(seconds=30),
+    "acme.validation.http_port": 80,
+    "acme.validation.tls_port": 443,
+    "acme.validation.allow_loopback": False,
+    "acme.validation.networks": (),
+    "acme.validation.authz_reuse": True,
+    "acme.validation.caa_recheck_after": timedelta(hours=8),
+    "acme.validation.retry_after": timedelta(seconds=1),
 }
 
 
@@ -78,7 +92,8 @@ def test_empty_environment_gives_every_default() -> None:
 
 def test_defaults_cover_every_field() -> None:
     names = {f.name for f in fields(Settings) if f.name != "acme"}
-    names |= {f"acme.{f.name}" for f in fields(AcmeServerSettings)}
+    names |= {f"acme.{f.name}" for f in fields(AcmeServerSettings) if f.name != "validation"}
+    names |= {f"acme.validation.{f.name}" for f in fields(ValidationSettings)}
     assert names == set(DEFAULTS)
 
 
@@ -109,6 +124,29 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     (ACME + "EAB_REQUIRED", "yes", "acme.eab_required", True),
     (ACME + "ORDERS_PAGE_SIZE", "25", "acme.orders_page_size", 25),
     (ACME + "MAX_BODY_BYTES", "1024", "acme.max_body_bytes", 1024),
+    (ACME + "HTTP01_CONCURRENCY", "3", "acme.validation.http01_concurrency", 3),
+    (ACME + "DNS01_CONCURRENCY", "4", "acme.validation.dns01_concurrency", 4),
+    (ACME + "TLSALPN01_CONCURRENCY", "5", "acme.validation.tlsalpn01_concurrency", 5),
+    (
+        ACME + "DNS01_RESOLVER",
+        "127.0.0.1:5353, [::1]:53",
+        "acme.validation.dns01_resolvers",
+        (("127.0.0.1", 5353), ("::1", 53)),
+    ),
+    (ACME + "VALIDATION_TIMEOUT", "5s", "acme.validation.timeout", timedelta(seconds=5)),
+    (ACME + "VALIDATION_HTTP_PORT", "5002", "acme.validation.http_port", 5002),
+    (ACME + "VALIDATION_TLS_PORT", "5001", "acme.validation.tls_port", 5001),
+    (ACME + "VALIDATION_ALLOW_LOOPBACK", "true", "acme.validation.allow_loopback", True),
+    (
+        ACME + "VALIDATION_NETWORKS",
+        "10.0.0.0/8,fd00::/8",
+        "acme.validation.networks",
+        ("10.0.0.0/8", "fd00::/8"),
+    ),
+    (ACME + "AUTHZ_REUSE", "false", "acme.validation.authz_reuse", False),
+    (ACME + "CAA_RECHECK_AFTER", "1h", "acme.validation.caa_recheck_after", timedelta(hours=1)),
+    (ACME + "RETRY_AFTER", "3s", "acme.validation.retry_after", timedelta(seconds=3)),
+    (ACME + "EXTERNAL_URL", "https://ca.example:8443", "acme.external_url", None),
 ]
 EXPECTED_SPECIAL: dict[str, Any] = {
     "CERTCTL_DATABASE_URL": "postgresql+psycopg://u@db/certctl",
@@ -116,6 +154,7 @@ EXPECTED_SPECIAL: dict[str, Any] = {
     ACME + "TOS_URL": "https://ca.example/tos",
     ACME + "WEBSITE": "http://ca.example/",
     ACME + "CAA_IDENTITIES": ("ca.example", "pki.example"),
+    ACME + "EXTERNAL_URL": "https://ca.example:8443",
 }
 
 

@@ -58,6 +58,12 @@ class Metrics:
             name: Counter(f"certctl_acme_{name}", name.replace("_", " "), registry=self.registry)
             for name in EVENTS
         }
+        self.validations = Counter(
+            "certctl_acme_challenge_validations",
+            "Challenge validations by type and outcome",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "certctl_acme_request_duration_seconds",
             "ACME request latency by endpoint",
@@ -78,6 +84,9 @@ class Metrics:
         if failed:
             self.failures[op].inc()
         self.latency.labels(op).observe(seconds)
+
+    def validation(self, challenge_type: str, outcome: str) -> None:
+        self.validations.labels(challenge_type, outcome).inc()
 
     def event(self, name: str) -> None:
         self.events[name].inc()

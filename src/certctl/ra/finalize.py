@@ -27,6 +27,7 @@ from certctl.domain.identifiers import identifier_set
 from certctl.domain.model import Account, CertificateVersion, OrderStatus, Profile
 from certctl.domain.serials import canonical_serial, new_serial
 from certctl.policy.keys import check_subscriber_key
+from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, get_order
 from certctl.storage import accounts as account_store
@@ -84,6 +85,7 @@ def csr_names(csr: x509.CertificateSigningRequest) -> set[tuple[str, str]]:
 def finalize(
     ctx: RAContext,
     ca: LocalCA,
+    validator: Validator | None,
     profile: Profile,
     account: Account,
     order_id: str,
@@ -94,6 +96,10 @@ def finalize(
         raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
     csr = parse_csr(payload)
     _check_csr(ctx, profile, view, csr)
+    if profile.caa_check:
+        with ctx.db.read() as conn:
+            authzs = [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
+        check_caa_at_finalize(ctx, validator, profile, account, authzs)
     serial = new_serial()
     now = ctx.clock()
     with ctx.db.write() as conn:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
+from certctl.domain.errors import malformed, not_found
 from certctl.domain.identifiers import parse_identifiers
 from certctl.domain.lifecycle import authz_effective_status, order_status
 from certctl.domain.model import (
@@ -96,7 +96,11 @@ def new_order(
         not_before=not_before,
         not_after=not_after,
     )
-    authzs = [_new_authz(ctx, profile, order, ident, now) for ident in identifiers]
+    authzs = [
+        _reused_authz(ctx, profile, order, ident, now)
+        or _new_authz(ctx, profile, order, ident, now)
+        for ident in identifiers
+    ]
     with ctx.db.write() as conn:
         store.insert_order(conn, order, authzs)
         audit_log.record(
@@ -113,6 +117,36 @@ def new_order(
             },
         )
     return get_order(ctx, account, order.id)
+
+
+def _reused_authz(
+    ctx: RAContext, profile: Profile, order: Order, ident: Identifier, now: datetime
+) -> Authorization | None:
+    """A valid authorization of the same account for the same identifier, within its
+    lifetime, stands for this order too (RFC 8555 §7.1.4); never across accounts, never an
+    invalid one. It is copied, so each order keeps its own authorization URLs."""
+    if profile.acme_auth_mode is not AuthMode.CHALLENGE or not ctx.settings.validation.authz_reuse:
+        return None
+    with ctx.db.read() as conn:
+        found = store.reusable_authz(conn, order.account_id, ident, now)
+    if found is None:
+        return None
+    authz_id = new_id("authz-")
+    challenges = tuple(
+        replace(c, id=new_id("chall-"), authz_id=authz_id)
+        for c in found.challenges
+        if c.status is ChallengeStatus.VALID
+    )
+    return Authorization(
+        authz_id,
+        order.id,
+        order.account_id,
+        ident,
+        AuthzStatus.VALID,
+        min(found.expires_at, order.expires_at),
+        challenges,
+        found.validated_at,
+    )
 
 
 def _new_authz(
@@ -214,19 +248,3 @@ def get_challenge(
     if challenge is None:
         raise not_found("no such challenge")
     return challenge, get_authz(ctx, account, challenge.authz_id)
-
-
-def respond_challenge(
-    ctx: RAContext, account: Account, challenge_id: str
-) -> tuple[Challenge, Authorization]:
-    """RFC 8555 §7.5.1. Validation (challenge mode) is not part of this build yet: a
-    pending challenge is refused with a clear error instead of being left processing."""
-    challenge, authz = get_challenge(ctx, account, challenge_id)
-    if challenge.status is ChallengeStatus.PENDING:
-        raise AcmeError(
-            ProblemType.SERVER_INTERNAL,
-            "challenge validation is not available on this server yet; "
-            "use a trust_authenticated profile",
-            status=501,
-        )
-    return challenge, authz

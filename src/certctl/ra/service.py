@@ -12,7 +12,7 @@ from certctl.acme.nonce import NonceCodec
 from certctl.ca import LocalCA
 from certctl.domain.errors import AcmeError, ProblemType, not_found
 from certctl.domain.model import Account, Authorization, Challenge, Profile
-from certctl.ra import accounts, finalize, orders, profiles
+from certctl.ra import accounts, challenges, finalize, orders, profiles
 from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
 from certctl.storage import nonces
@@ -21,9 +21,16 @@ PROFILE_CACHE_SECONDS = 1.0
 
 
 class RegistrationAuthority:
-    def __init__(self, ctx: RAContext, ca: LocalCA, nonce_codec: NonceCodec) -> None:
+    def __init__(
+        self,
+        ctx: RAContext,
+        ca: LocalCA,
+        nonce_codec: NonceCodec,
+        validator: challenges.Validator | None = None,
+    ) -> None:
         self.ctx = ctx
         self.ca = ca
+        self.validator = validator
         self.nonces = nonce_codec
         self._profiles: dict[str, tuple[float, Profile]] = {}
 
@@ -86,12 +93,17 @@ class RegistrationAuthority:
     def respond_challenge(
         self, account: Account, challenge_id: str
     ) -> tuple[Challenge, Authorization]:
-        return orders.respond_challenge(self.ctx, account, challenge_id)
+        return challenges.respond(self.ctx, self.validator, account, challenge_id)
+
+    def recover_validations(self) -> int:
+        return challenges.recover_stale(self.ctx, self.validator) if self.validator else 0
 
     def finalize(
         self, profile: Profile, account: Account, order_id: str, payload: dict[str, Any]
     ) -> OrderView:
-        return finalize.finalize(self.ctx, self.ca, profile, account, order_id, payload)
+        return finalize.finalize(
+            self.ctx, self.ca, self.validator, profile, account, order_id, payload
+        )
 
     def certificate_chain(self, account: Account, cert_id: str) -> str:
         return finalize.certificate_chain(self.ctx, account, cert_id)

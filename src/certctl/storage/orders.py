@@ -194,3 +194,111 @@ def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
 def get_challenge(conn: Connection, challenge_id: str) -> Challenge | None:
     row = conn.execute(select(acme_challenges).where(acme_challenges.c.id == challenge_id)).first()
     return _challenge(row._mapping) if row else None
+
+
+def begin_validation(conn: Connection, challenge_id: str, now: datetime) -> bool:
+    """pending -> processing; of concurrent challenge POSTs exactly one starts validation."""
+    result = conn.execute(
+        update(acme_challenges)
+        .where(
+            acme_challenges.c.id == challenge_id,
+            acme_challenges.c.status == ChallengeStatus.PENDING.value,
+        )
+        .values(status=ChallengeStatus.PROCESSING.value, processing_since=now)
+    )
+    return result.rowcount == 1
+
+
+def claim_stale_validation(
+    conn: Connection, challenge_id: str, older_than: datetime, now: datetime
+) -> bool:
+    """Take over a validation left processing (crash, killed replica); one claimant wins."""
+    result = conn.execute(
+        update(acme_challenges)
+        .where(
+            acme_challenges.c.id == challenge_id,
+            acme_challenges.c.status == ChallengeStatus.PROCESSING.value,
+            acme_challenges.c.processing_since < older_than,
+        )
+        .values(processing_since=now)
+    )
+    return result.rowcount == 1
+
+
+def stale_validations(conn: Connection, older_than: datetime, limit: int = 100) -> list[str]:
+    rows = conn.execute(
+        select(acme_challenges.c.id)
+        .where(
+            acme_challenges.c.status == ChallengeStatus.PROCESSING.value,
+            acme_challenges.c.processing_since < older_than,
+        )
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+def finish_validation(
+    conn: Connection,
+    challenge_id: str,
+    *,
+    valid: bool,
+    now: datetime,
+    error: str | None,
+    record: str,
+) -> bool:
+    result = conn.execute(
+        update(acme_challenges)
+        .where(
+            acme_challenges.c.id == challenge_id,
+            acme_challenges.c.status == ChallengeStatus.PROCESSING.value,
+        )
+        .values(
+            status=(ChallengeStatus.VALID if valid else ChallengeStatus.INVALID).value,
+            validated_at=now if valid else None,
+            error=error,
+            validation_record=record,
+        )
+    )
+    return result.rowcount == 1
+
+
+def set_authz_status(
+    conn: Connection,
+    authz_id: str,
+    expected: AuthzStatus,
+    new: AuthzStatus,
+    *,
+    validated_at: datetime | None = None,
+) -> bool:
+    values: dict[str, object] = {"status": new.value}
+    if validated_at is not None:
+        values["validated_at"] = validated_at
+    result = conn.execute(
+        update(acme_authorizations)
+        .where(
+            acme_authorizations.c.id == authz_id,
+            acme_authorizations.c.status == expected.value,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def reusable_authz(
+    conn: Connection, account_id: str, identifier: Identifier, now: datetime
+) -> Authorization | None:
+    """A valid, unexpired authorization of this account for this identifier (never another
+    account's, never an invalid one), the one that lives longest."""
+    row = conn.execute(
+        select(acme_authorizations.c.id)
+        .where(
+            acme_authorizations.c.account_id == account_id,
+            acme_authorizations.c.identifier_type == identifier.type,
+            acme_authorizations.c.identifier_value == identifier.value,
+            acme_authorizations.c.status == AuthzStatus.VALID.value,
+            acme_authorizations.c.expires_at > now,
+        )
+        .order_by(acme_authorizations.c.expires_at.desc())
+        .limit(1)
+    ).first()
+    return get_authz(conn, row.id) if row else None

@@ -50,6 +50,14 @@ class Call:
 Handler = Callable[[Call], Response]
 
 
+def _retry_after(call: Call, status: str) -> dict[str, str] | None:
+    """RFC 8555 §7.5.1 / §7.4: tell pollers when to come back while work is under way."""
+    if status not in ("pending", "processing"):
+        return None
+    seconds = max(1, int(call.settings.validation.retry_after.total_seconds()))
+    return {"Retry-After": str(seconds)}
+
+
 def directory(call: Call) -> Response:
     s = call.settings
     meta: dict[str, Any] = {}
@@ -132,7 +140,11 @@ def order(call: Call) -> Response:
     require_post_as_get(auth)
     assert auth.account is not None
     view = call.ra.order(auth.account, call.params["order_id"])
-    return call.respond(views.order(call.urls, view), location=call.urls.order(view.order.id))
+    return call.respond(
+        views.order(call.urls, view),
+        location=call.urls.order(view.order.id),
+        extra=_retry_after(call, view.status.value),
+    )
 
 
 def finalize(call: Call) -> Response:
@@ -144,7 +156,11 @@ def finalize(call: Call) -> Response:
         call.profile, auth.account, call.params["order_id"], auth.jws.payload_json()
     )
     call.metrics.event("certificates_issued")
-    return call.respond(views.order(call.urls, view), location=call.urls.order(view.order.id))
+    return call.respond(
+        views.order(call.urls, view),
+        location=call.urls.order(view.order.id),
+        extra=_retry_after(call, view.status.value),
+    )
 
 
 def authz(call: Call) -> Response:
@@ -153,7 +169,9 @@ def authz(call: Call) -> Response:
     assert auth.account is not None
     found = call.ra.authz(auth.account, call.params["authz_id"])
     return call.respond(
-        views.authorization(call.urls, found), links={"up": call.urls.order(found.order_id)}
+        views.authorization(call.urls, found),
+        links={"up": call.urls.order(found.order_id)},
+        extra=_retry_after(call, found.status.value),
     )
 
 
@@ -164,7 +182,11 @@ def challenge(call: Call) -> Response:
     if not auth.jws.is_post_as_get and auth.jws.payload_json():
         raise malformed("a challenge response is an empty JSON object")
     chall, parent = call.ra.respond_challenge(auth.account, call.params["challenge_id"])
-    return call.respond(views.challenge(call.urls, chall), links={"up": call.urls.authz(parent.id)})
+    return call.respond(
+        views.challenge(call.urls, chall),
+        links={"up": call.urls.authz(parent.id)},
+        extra=_retry_after(call, chall.status.value),
+    )
 
 
 def certificate(call: Call) -> Response:
