@@ -71,7 +71,10 @@ class AddressPolicy:
             return "broadcast address"
         if isinstance(ip, ipaddress.IPv6Address) and (ip.is_site_local or ip in _IPV4_TRANSLATED):
             return "reserved address"
-        if ip.is_reserved:  # 240.0.0.0/4; ::/8 (IPv4-compatible) and other unassigned v6
+        if isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
+            return None  # judged by the IPv4 address it embeds (``_embedded_v4``)
+        # 240.0.0.0/4; ::/8 (IPv4-compatible, local-use NAT64 64:ff9b:1::/48) and unassigned v6
+        if ip.is_reserved:
             return "reserved address"
         return None
 
