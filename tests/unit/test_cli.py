@@ -78,7 +78,7 @@ class RunCli:
 # --- help ----------------------------------------------------------------------------
 
 HELP: list[tuple[list[str], list[str]]] = [
-    ([], ["serve", "init", "ca", "profile", "cert"]),
+    ([], ["serve", "init", "ca", "profile", "cert", "eab"]),
     (["serve"], ["--listen", "--workers", "--plain-http", "--data-dir", "--database-url"]),
     (["init"], ["--data-dir", "--database-url"]),
     (["ca"], ["root"]),
@@ -108,6 +108,10 @@ HELP: list[tuple[list[str], list[str]]] = [
     (["cert"], ["list", "show"]),
     (["cert", "list"], ["--limit"]),
     (["cert", "show"], ["serial"]),
+    (["eab"], ["create", "list", "revoke"]),
+    (["eab", "create"], ["--profile", "--reusable", "--expires-in", "--allowed-names"]),
+    (["eab", "list"], ["--data-dir"]),
+    (["eab", "revoke"], ["kid"]),
 ]
 
 

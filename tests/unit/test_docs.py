@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from certctl.cli.main import build_parser
 from certctl.config import ENV_VARS, ConfigError, Settings, load_settings
 from certctl.observability.metrics import ACME_OPS, Metrics
 from certctl.wfe.routes import ROUTES
@@ -191,3 +193,20 @@ def test_docs_name_no_local_paths(path: Path) -> None:
     body = text(path)
     for needle in ("/work/", "/home/", "/tmp/", "/root/"):
         assert needle not in body, needle
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_cli_command_is_documented() -> None:
+    body = text(REFERENCE)
+    commands = _subcommands(build_parser())
+    assert {"serve", "init", "ca", "profile", "cert"} <= set(commands)
+    for name, parser in commands.items():
+        actions = _subcommands(parser)
+        for full in [f"certctl {name} {a}" for a in actions] or [f"certctl {name}"]:
+            assert full in body, f"{full} is not in docs/acme-server.md"
