@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -53,6 +53,22 @@ def _rfc3339(moment: datetime) -> str:
 
 def _whole_seconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
+
+
+def _finalize(
+    wire: Wire, account: Account, order: dict[str, Any], *names: str
+) -> tuple[str, dict[str, Any], Key]:
+    cert_key = Key.ec256()
+    response = wire.finalize(account, order, csr_der(cert_key, list(names)))
+    assert response.status_code == 200, response.text
+    valid: dict[str, Any] = response.json()
+    assert valid["status"] == "valid", valid
+    return valid["certificate"], valid, cert_key
+
+
+def _leaf(wire: Wire, account: Account, order: dict[str, Any]) -> x509.Certificate:
+    chain = wire.as_account(account, order["certificate"]).content
+    return x509.load_pem_x509_certificates(chain)[0]
 
 
 # -- identifiers -------------------------------------------------------------------------
@@ -157,11 +173,8 @@ def test_requested_validity_is_honoured_exactly(
     assert order.get("notBefore") == extra.get("notBefore")
     assert order["notAfter"] == extra["notAfter"]
 
-    cert_key = Key.ec256()
-    final = wire.finalize(account, order, csr_der(cert_key, ["validity.example.test"]))
-    assert final.status_code == 200, final.text
-    chain = wire.as_account(account, final.json()["certificate"]).text
-    leaf = x509.load_pem_x509_certificates(chain.encode())[0]
+    _, valid, _ = _finalize(wire, account, order, "validity.example.test")
+    leaf = _leaf(wire, account, valid)
     assert leaf.not_valid_after_utc == not_after
     if not_before is not None:
         assert leaf.not_valid_before_utc == not_before
@@ -189,6 +202,52 @@ def test_validity_outside_the_profile_is_malformed(
     response = wire.new_order(account, "validity.example.test", **extra)
     assert_problem(response, 400, "malformed", wire.directory_url)
     # Refused, not quietly shortened: no order exists.
+    assert _orders(wire, account) == []
+
+
+def test_requested_validity_with_an_offset_is_honoured(wire: Wire) -> None:
+    account = wire.new_account()
+    plus_0530 = timezone(timedelta(hours=5, minutes=30))
+    not_before = _whole_seconds(datetime.now(plus_0530) + timedelta(hours=1))
+    not_after = not_before + timedelta(days=7)
+    response = wire.new_order(
+        account,
+        "offset.example.test",
+        notBefore=not_before.isoformat(),
+        notAfter=not_after.isoformat(),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["notBefore"] == _rfc3339(not_before)
+    _, valid, _ = _finalize(wire, account, response.json(), "offset.example.test")
+    leaf = _leaf(wire, account, valid)
+    assert (leaf.not_valid_before_utc, leaf.not_valid_after_utc) == (not_before, not_after)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param("{date}T{time}.250Z", id="fractional-seconds"),
+        pytest.param("{date}T{time}.000000001Z", id="nanosecond"),
+        pytest.param("{date}T{time}", id="no-offset"),
+        pytest.param("{date}", id="date-only"),
+        pytest.param("{date} {time}Z", id="space-for-T"),
+        pytest.param("{basic_date}T{basic_time}Z", id="iso-basic-format"),
+    ],
+)
+def test_validity_that_cannot_be_honoured_exactly_is_malformed(wire: Wire, spelling: str) -> None:
+    """A whole-second certificate cannot honour a fraction; other spellings are not
+    RFC 3339. Either way: refused, never rounded or guessed."""
+    account = wire.new_account()
+    when = _whole_seconds(datetime.now(UTC) + timedelta(days=1))
+    text = spelling.format(
+        date=when.strftime("%Y-%m-%d"),
+        time=when.strftime("%H:%M:%S"),
+        basic_date=when.strftime("%Y%m%d"),
+        basic_time=when.strftime("%H%M%S"),
+    )
+    for field in ("notBefore", "notAfter"):
+        response = wire.new_order(account, "spelling.example.test", **{field: text})
+        assert_problem(response, 400, "malformed", wire.directory_url)
     assert _orders(wire, account) == []
 
 

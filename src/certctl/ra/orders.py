@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,9 @@ from certctl.storage import orders as store
 
 # Clock skew we tolerate on a requested notBefore in the past.
 NOT_BEFORE_SKEW = timedelta(minutes=5)
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?P<fraction>(?:\.\d{1,9})?)(?:[Zz]|[+-]\d{2}:\d{2})"
+)
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,19 @@ def _parse_time(payload: dict[str, Any], name: str) -> datetime | None:
     raw = payload.get(name)
     if raw is None:
         return None
-    if not isinstance(raw, str) or len(raw) > 40:
-        raise malformed(f"{name} must be an RFC 3339 date-time string")
+    # RFC 3339 §5.6 date-time only: fromisoformat alone also takes ISO 8601 forms that are
+    # not RFC 3339 (basic format "20260101T000000Z", a space for "T").
+    match = _RFC3339.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise malformed(f"{name} must be an RFC 3339 date-time with a time zone offset")
+    # RFC 5280 §4.1.2.5: certificate validity has whole seconds, so a fraction could only
+    # be honoured by changing the request, and RFC 8555 §7.4 says refuse instead.
+    if match.group("fraction").strip(".0"):
+        raise malformed(f"{name} must be whole seconds (certificate validity has no fractions)")
     try:
-        value = datetime.fromisoformat(raw)
+        return datetime.fromisoformat(raw.upper())
     except ValueError:
         raise malformed(f"{name} is not an RFC 3339 date-time") from None
-    if value.tzinfo is None:
-        raise malformed(f"{name} must carry a time zone offset (RFC 3339)")
-    return value
 
 
 def check_validity_request(
