@@ -137,8 +137,7 @@ def _hash_name(algorithm: hashes.HashAlgorithm) -> str:
 def _request_nonce(extensions: x509.Extensions) -> bytes | None:
     nonce: bytes | None = None
     for extension in extensions:
-        if extension.oid == OCSPExtensionOID.NONCE:
-            assert isinstance(extension.value, x509.OCSPNonce)
+        if isinstance(extension.value, x509.OCSPNonce):  # id-pkix-ocsp-nonce, parsed
             nonce = extension.value.nonce
         elif extension.critical and extension.oid not in _KNOWN_REQUEST_EXTENSIONS:
             raise OCSPRequestError("request carries an unknown critical extension")

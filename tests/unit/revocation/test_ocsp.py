@@ -171,6 +171,14 @@ def test_nonce_lengths_refused(length: int) -> None:
     assert caught.value.status is OCSPResponseStatus.MALFORMED_REQUEST
 
 
+def test_unsupported_cert_id_hash_is_malformed() -> None:
+    request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        b"\x01" * 28, b"\x02" * 28, 5, hashes.SHA224()
+    )
+    with pytest.raises(OCSPRequestError, match="sha224"):
+        parse_request(request.build().public_bytes(Encoding.DER))
+
+
 def test_unknown_extensions_ignored_unless_critical() -> None:
     # RFC 6960 §4.4 (and RFC 5280 §4.2): ignore what you don't know, unless it is critical.
     unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
