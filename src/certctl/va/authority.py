@@ -63,7 +63,9 @@ class ValidationAuthority:
             settings.resolvers, lifetime=settings.timeout / 2
         )
         policy = AddressPolicy(settings.allow_loopback, settings.allowed_networks)
-        self._net = Network(self.resolver, policy, connect_timeout=settings.timeout)
+        # Each connection attempt gets 40% of the budget, so a black-holed first address
+        # (often a broken AAAA) still leaves time for the fallback address.
+        self._net = Network(self.resolver, policy, connect_timeout=settings.timeout * 0.4)
         self._clock = clock
         self._pool = ValidationPool(self.validate, settings.concurrency)
 

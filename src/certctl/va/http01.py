@@ -1,10 +1,13 @@
 """http-01 (RFC 8555 §8.3): fetch the key authorization over plain HTTP, follow redirects.
 
-Redirect rules (RFC 8555 §8.3 allows following them; §10.2 asks for care): only 301, 302,
-303, 307 and 308; at most ``MAX_REDIRECTS``; only to ``http``/``https``; only to the ports
-80 and 443 (or the configured lab ports); each target host is resolved once and checked by
-``Network`` like the first. https targets are not chain-verified (Boulder and Pebble do the
-same) but their address is pinned like any other.
+Redirect rules (RFC 8555 §8.3 allows following them; §10.2 asks for care):
+
+* only 301, 302, 307 and 308 (the project's rule; a 303 counts as a non-200 answer);
+* at most ``MAX_REDIRECTS``, only to ``http``/``https``, only to the ports 80 and 443 (or
+  the configured lab ports; an implicit port is the configured one for the scheme);
+* each target host is resolved once and checked by ``Network`` like the first;
+* https targets are not chain-verified (Boulder and Pebble do the same), but their address
+  is pinned like any other.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from certctl.va.net import Network, parse_ip, safe_snippet, tls_client_context
 MAX_REDIRECTS: Final = 10
 MAX_BODY: Final = 8192
 MAX_LOCATION: Final = 2048
-REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+REDIRECT_STATUSES: Final = frozenset({301, 302, 307, 308})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # RFC 8555 §8.1: tokens are base64url; anything else would change the request path.
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")

@@ -21,6 +21,7 @@ MAX_HEADERS: Final = 100
 
 _STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?: [^\r\n]*)?")
 _FIELD_NAME: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2 token
+_DIGITS: Final = re.compile(r"[0-9]{1,12}")  # str.isdigit() would accept "²"
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,8})(?:[ \t]*;[^\r\n]*)?")
 
 
@@ -94,7 +95,7 @@ async def _read_body(reader: asyncio.StreamReader, head: ResponseHead, max_body:
     lengths = {value.strip() for key, value in head.headers if key == "content-length"}
     if not lengths:
         return await _read_to_eof(reader, max_body)
-    if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+    if len(lengths) != 1 or _DIGITS.fullmatch(next(iter(lengths))) is None:
         raise _protocol_error("invalid Content-Length")
     length = int(next(iter(lengths)))
     if length > max_body:

@@ -194,3 +194,11 @@ async def test_real_dns_caa_records() -> None:
 def test_resolver_refuses_non_ip_servers() -> None:
     with pytest.raises(ValueError):
         DnsPythonResolver((("dns.example", 53),))
+
+
+@async_test
+async def test_real_dns_servfail_on_addresses_is_a_dns_problem() -> None:
+    broken = Zone(servfail={"broken.example"})
+    async with DnsServer(broken) as server:
+        result = await real_va(server).validate(request("http-01", "broken.example"))
+    assert_error(result, ProblemType.DNS, "SERVFAIL looking up")

@@ -164,6 +164,14 @@ async def test_chunked_body_is_decoded() -> None:
         b"garbage\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n folded\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",  # closed inside the head
+        b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n",  # too many headers
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 9000,
     ],
 )
 @async_test
@@ -203,7 +211,7 @@ def redirect_to(location: str, log: HttpLog | None = None) -> TcpServer:
     return TcpServer(http_handler(respond, log))
 
 
-@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
 @async_test
 async def test_redirect_on_the_same_host_is_followed(status: int) -> None:
     log = HttpLog()
@@ -220,13 +228,13 @@ async def test_redirect_on_the_same_host_is_followed(status: int) -> None:
     assert any("redirected to http://host.example" in r for r in result.detail_records)
 
 
+@pytest.mark.parametrize("status", [300, 303, 304, 305])
 @async_test
-async def test_other_3xx_is_not_followed() -> None:
-    async with TcpServer(
-        http_handler(lambda p: http_response(300, headers=[("Location", "/x")]))
-    ) as s:
+async def test_other_3xx_is_not_followed(status: int) -> None:
+    respond = http_handler(lambda p: http_response(status, headers=[("Location", "/x")]))
+    async with TcpServer(respond) as s:
         result = await make_va(s.port).validate(request("http-01", NAME))
-    assert_error(result, ProblemType.INCORRECT_RESPONSE, "HTTP 300")
+    assert_error(result, ProblemType.INCORRECT_RESPONSE, f"HTTP {status}")
 
 
 @pytest.mark.parametrize(
@@ -438,3 +446,24 @@ def test_target_authority_and_url() -> None:
     assert Target("http", "2001:db8::1", 80, "/a").url == "http://[2001:db8::1]/a"
     assert Target("https", "a.example", 443, "/").authority == "a.example"
     assert Target("https", "a.example", 80, "/").authority == "a.example:80"
+
+
+@async_test
+async def test_non_chunked_transfer_encoding_reads_to_eof() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n" + KEY_AUTH.encode()
+    assert (await validate_against(raw=raw)).valid
+
+
+@async_test
+async def test_token_is_checked_where_it_becomes_a_path() -> None:
+    from certctl.domain.errors import AcmeError
+    from certctl.domain.model import Identifier
+    from certctl.va import ValidationRequest
+    from certctl.va.http01 import validate_http01
+    from certctl.va.net import AddressPolicy, Network
+
+    req = ValidationRequest("http-01", Identifier("dns", NAME), "../../etc", "x.y")
+    net = Network(FakeResolver(), AddressPolicy(), connect_timeout=1)
+    with pytest.raises(AcmeError) as info:
+        await validate_http01(req, net, VASettings(), [])
+    assert info.value.type is ProblemType.MALFORMED

@@ -32,6 +32,7 @@ from tests.unit.va.helpers import (
     request,
     self_signed,
     server_context,
+    silent,
 )
 
 NAME = "alpn.example"
@@ -243,3 +244,14 @@ def test_sni_names() -> None:
     assert sni_name(Identifier("dns", NAME)) == NAME
     assert sni_name(Identifier("ip", "192.0.2.1")) == "1.2.0.192.in-addr.arpa"
     assert sni_name(Identifier("ip", "2001:db8::1")).endswith(".8.b.d.0.1.0.0.2.ip6.arpa")
+
+
+@async_test
+async def test_silent_responder_is_a_tls_timeout() -> None:
+    async with TcpServer(silent) as server:
+        va = ValidationAuthority(
+            VASettings(tls_port=server.port, allow_loopback=True, timeout=0.5),
+            resolver=FakeResolver.with_hosts(**{NAME: "127.0.0.1"}),
+        )
+        result = await va.validate(request("tls-alpn-01", NAME))
+    assert_error(result, ProblemType.TLS, "timed out")
