@@ -154,6 +154,8 @@ class Network:
         addresses = (
             [literal] if literal is not None else await self.resolver.resolve_addresses(host)
         )
+        if not addresses:  # the protocol says never empty; a custom resolver may disagree
+            raise AcmeError(ProblemType.DNS, f"no addresses found for {host}")
         if literal is None:
             records.append(f"resolved {host}: {', '.join(map(str, addresses))}")
         for address in addresses:
@@ -175,7 +177,8 @@ class Network:
         server_hostname: str | None = None,
     ) -> Connection:
         """Connect to a checked address of ``host``; fall back once on connection errors."""
-        addresses = await self.checked_addresses(host, records)
+        # An IPv4-mapped address was checked as its IPv4 address: connect to exactly that.
+        addresses = [_unmapped(a) for a in await self.checked_addresses(host, records)]
         error: AcmeError | None = None
         for address in addresses[:MAX_ADDRESSES]:
             records.append(f"connecting to {_hostport(address, port)}")
@@ -185,7 +188,7 @@ class Network:
                 if exc.type is not ProblemType.CONNECTION:
                     raise
                 error = exc
-        assert error is not None  # addresses is never empty
+        assert error is not None  # checked_addresses never returns an empty list
         raise error
 
     async def _open(

@@ -147,3 +147,26 @@ def test_tls_client_context_never_goes_below_tls_1_2() -> None:
 def test_settings_refuse_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         VASettings(**kwargs)  # type: ignore[arg-type]
+
+
+@async_test
+async def test_empty_resolver_answer_is_a_dns_problem() -> None:
+    net = Network(FakeResolver(addresses={"a.example": [[]]}), STRICT, connect_timeout=1)
+    with pytest.raises(AcmeError) as info:
+        await net.checked_addresses("a.example", [])
+    assert info.value.type is ProblemType.DNS
+
+
+@async_test
+async def test_mapped_loopback_is_dialled_as_ipv4() -> None:
+    from tests.unit.va.helpers import TcpServer, silent
+
+    async with TcpServer(silent) as server:
+        resolver = FakeResolver.with_hosts(**{"m.example": "::ffff:127.0.0.1"})
+        records: list[str] = []
+        conn = await Network(resolver, LAB, connect_timeout=1).connect(
+            "m.example", server.port, records
+        )
+        conn.close()
+    assert str(conn.address) == "127.0.0.1"
+    assert f"connecting to 127.0.0.1:{server.port}" in records
