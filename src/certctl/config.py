@@ -129,6 +129,9 @@ class AcmeServerSettings:
     orders_page_size: int = 100
     max_body_bytes: int = 64 * 1024
     external_url: str = ""  # how clients reach us; default https://LISTEN
+    ari_enabled: bool = True
+    ari_poll_interval: timedelta = timedelta(hours=6)
+    crl_generation_interval: timedelta = timedelta(hours=1)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
@@ -191,6 +194,9 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_ACME_SERVER_CAA_RECHECK_AFTER",
     "CERTCTL_ACME_SERVER_RETRY_AFTER",
     "CERTCTL_ACME_SERVER_EXTERNAL_URL",
+    "CERTCTL_ACME_SERVER_ARI_ENABLED",
+    "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL",
+    "CERTCTL_CRL_GENERATION_INTERVAL",
 )
 
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -262,6 +268,13 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
             prefix + "MAX_BODY_BYTES", get(prefix + "MAX_BODY_BYTES", "65536"), 1024, 1 << 20
         ),
         external_url=_http_url(prefix + "EXTERNAL_URL", get(prefix + "EXTERNAL_URL")),
+        ari_enabled=_bool(prefix + "ARI_ENABLED", get(prefix + "ARI_ENABLED", "true")),
+        ari_poll_interval=parse_duration(
+            prefix + "ARI_POLL_INTERVAL", get(prefix + "ARI_POLL_INTERVAL", "6h")
+        ),
+        crl_generation_interval=parse_duration(
+            "CERTCTL_CRL_GENERATION_INTERVAL", get("CERTCTL_CRL_GENERATION_INTERVAL", "1h")
+        ),
         validation=_validation_settings(get, prefix),
     )
 

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "acme.orders_page_size": 100,
     "acme.max_body_bytes": 65536,
     "acme.external_url": "",
+    "acme.ari_enabled": True,
+    "acme.ari_poll_interval": timedelta(hours=6),
+    "acme.crl_generation_interval": timedelta(hours=1),
     "acme.validation.http01_concurrency": 10,
     "acme.validation.dns01_concurrency": 10,
     "acme.validation.tlsalpn01_concurrency": 10,
@@ -147,6 +150,14 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     (ACME + "CAA_RECHECK_AFTER", "1h", "acme.validation.caa_recheck_after", timedelta(hours=1)),
     (ACME + "RETRY_AFTER", "3s", "acme.validation.retry_after", timedelta(seconds=3)),
     (ACME + "EXTERNAL_URL", "https://ca.example:8443", "acme.external_url", None),
+    (ACME + "ARI_ENABLED", "false", "acme.ari_enabled", False),
+    (ACME + "ARI_POLL_INTERVAL", "1h", "acme.ari_poll_interval", timedelta(hours=1)),
+    (
+        "CERTCTL_CRL_GENERATION_INTERVAL",
+        "10m",
+        "acme.crl_generation_interval",
+        timedelta(minutes=10),
+    ),
 ]
 EXPECTED_SPECIAL: dict[str, Any] = {
     "CERTCTL_DATABASE_URL": "postgresql+psycopg://u@db/certctl",

@@ -15,6 +15,7 @@ class ProblemType(StrEnum):
     """RFC 8555 §6.7 error types (the ``urn:ietf:params:acme:error:`` suffix)."""
 
     ACCOUNT_DOES_NOT_EXIST = "accountDoesNotExist"
+    ALREADY_REPLACED = "alreadyReplaced"  # RFC 9773 §7.4
     ALREADY_REVOKED = "alreadyRevoked"
     BAD_CSR = "badCSR"
     BAD_NONCE = "badNonce"
@@ -28,6 +29,7 @@ class ProblemType(StrEnum):
     EXTERNAL_ACCOUNT_REQUIRED = "externalAccountRequired"
     INCORRECT_RESPONSE = "incorrectResponse"
     INVALID_CONTACT = "invalidContact"
+    INVALID_PROFILE = "invalidProfile"  # draft-aaron-acme-profiles
     MALFORMED = "malformed"
     ORDER_NOT_READY = "orderNotReady"
     RATE_LIMITED = "rateLimited"
@@ -60,6 +62,7 @@ _WIRE_ALIASES: dict[ProblemType, str] = {
 # Default HTTP status per problem type (RFC 8555 §6.7 and Boulder's practice).
 DEFAULT_STATUS: dict[ProblemType, int] = {
     ProblemType.ACCOUNT_DOES_NOT_EXIST: 400,
+    ProblemType.ALREADY_REPLACED: 409,
     ProblemType.ALREADY_REVOKED: 400,
     ProblemType.BAD_CSR: 400,
     ProblemType.BAD_NONCE: 400,
@@ -73,6 +76,7 @@ DEFAULT_STATUS: dict[ProblemType, int] = {
     ProblemType.EXTERNAL_ACCOUNT_REQUIRED: 403,
     ProblemType.INCORRECT_RESPONSE: 403,
     ProblemType.INVALID_CONTACT: 400,
+    ProblemType.INVALID_PROFILE: 400,
     ProblemType.MALFORMED: 400,
     ProblemType.ORDER_NOT_READY: 403,
     ProblemType.RATE_LIMITED: 429,

@@ -82,6 +82,8 @@ class Profile:
     identifier_policy: IdentifierPolicy = field(default_factory=IdentifierPolicy)
     caa_check: bool = False  # RFC 8659 CAA at validation and, when stale, at finalize
     eab_required: bool = False  # RFC 8555 §7.3.4, on top of the server-wide setting
+    allow_preauthorization: bool = False  # RFC 8555 §7.4.1 newAuthz
+    renewal_window_days: int | None = None  # ARI policy; None = last third of validity
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class Challenge:
 @dataclass(frozen=True)
 class Authorization:
     id: str
-    order_id: str
+    order_id: str | None  # None for a pre-authorization (RFC 8555 §7.4.1)
     account_id: str
     identifier: Identifier
     status: AuthzStatus
@@ -142,6 +144,7 @@ class Order:
     error: str | None = None
     certificate_id: str | None = None
     authz_ids: tuple[str, ...] = ()
+    replaces: str | None = None  # RFC 9773 §5: the certificate version replaced
 
 
 @dataclass(frozen=True)
@@ -163,3 +166,8 @@ class CertificateVersion:
     acme_order_id: str | None
     created_at: datetime
     status: str = "active"
+    revoked_at: datetime | None = None
+    revocation_reason: int | None = None
+    replaced_by_order_id: str | None = None
+    ari_window_end: datetime | None = None
+    aki: str = ""  # hex of the authority key identifier (RFC 9773 cert-id lookups)

@@ -27,6 +27,8 @@ ACME_OPS = (
     "challenge_respond",
     "key_change",
     "revoke_cert",
+    "new_authz",
+    "renewal_info",
 )
 
 EVENTS = (

@@ -15,7 +15,8 @@ from certctl.domain.model import Account, AccountStatus, Profile
 from certctl.ra import eab
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.storage import accounts as store
-from certctl.storage import audit_log
+from certctl.storage import audit_log, revocations
+from certctl.storage import orders as order_store
 
 MAX_CONTACTS = 10
 # A deliberately plain addr-spec: one address, no display name, no hfields (RFC 6068 §2).
@@ -59,6 +60,10 @@ def new_account(
         return _existing(existing), False
     if only_existing:
         raise AcmeError(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
+    with ctx.db.read() as conn:
+        if revocations.key_blocked(conn, spki_sha256(jwk.key)):
+            # RFC 8555 §7.6: a key revoked for keyCompromise may not become an account key.
+            raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "that key is blocked (compromised)")
     contacts = parse_contacts(payload.get("contact", []))
     agreed = _optional_bool(payload, "termsOfServiceAgreed")
     if ctx.settings.tos_url and not agreed:
@@ -162,6 +167,7 @@ def _deactivate(ctx: RAContext, account: Account) -> Account:
             conn, account.id, AccountStatus.VALID, AccountStatus.DEACTIVATED, now
         ):
             raise unauthorized("account is no longer valid")
+        dropped = order_store.deactivate_pending_authzs(conn, account.id)
         audit_log.record(
             conn,
             at=now,
@@ -169,6 +175,7 @@ def _deactivate(ctx: RAContext, account: Account) -> Account:
             action="acme_account_deactivated",
             object_type="acme_account",
             object_id=account.id,
+            details={"pending_authorizations_deactivated": dropped},
         )
     return _reload(ctx, account.id)
 

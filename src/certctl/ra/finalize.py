@@ -31,7 +31,7 @@ from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, get_order
 from certctl.storage import accounts as account_store
-from certctl.storage import audit_log, inventory
+from certctl.storage import audit_log, inventory, revocations
 from certctl.storage import orders as order_store
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,9 @@ def _check_csr(
     key = csr.public_key()
     check_subscriber_key(profile, key)
     with ctx.db.read() as conn:
+        if revocations.key_blocked(conn, spki_sha256(key)):
+            # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
+            raise _bad_csr("csr key is blocked: it was reported compromised")
         if account_store.key_in_use(conn, spki_sha256(key)):
             # RFC 8555 §11.1: the certificate key must not be an account key.
             raise _bad_csr("csr key is an ACME account key; use a separate key")
@@ -226,6 +229,7 @@ def _record(
         acme_account_id=account.id,
         acme_order_id=view.order.id,
         created_at=now,
+        aki=_aki_hex(issued.certificate),
     )
     actor = actor_for(account.id)
     with ctx.db.write() as conn:
@@ -254,6 +258,15 @@ def _record(
             object_id=view.order.id,
             details={"certificate_id": version.id, "serial": version.serial},
         )
+
+
+def _aki_hex(cert: x509.Certificate) -> str:
+    """The authority key identifier, for RFC 9773 renewalInfo lookups."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return ""
+    return aki.key_identifier.hex() if aki.key_identifier else ""
 
 
 def certificate_chain(ctx: RAContext, account: Account, cert_id: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certctl.domain.errors import malformed, not_found
+from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found, unauthorized
 from certctl.domain.identifiers import parse_identifiers
 from certctl.domain.lifecycle import authz_effective_status, order_status
 from certctl.domain.model import (
@@ -24,6 +24,7 @@ from certctl.domain.model import (
 )
 from certctl.domain.policy import IdentifierPolicy
 from certctl.policy.identifiers import check_identifiers
+from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.storage import audit_log
 from certctl.storage import eab as eab_store
@@ -93,6 +94,8 @@ def new_order(
     now = ctx.clock()
     not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
     check_validity_request(profile, not_before, not_after, now)
+    _check_profile_choice(profile, payload)
+    replaced = ari.replaced_version(ctx, account, payload, identifiers)
     order = Order(
         id=new_id("ord-"),
         account_id=account.id,
@@ -103,6 +106,7 @@ def new_order(
         created_at=now,
         not_before=not_before,
         not_after=not_after,
+        replaces=replaced.id if replaced else None,
     )
     authzs = [
         _reused_authz(ctx, profile, order, ident, now)
@@ -111,6 +115,8 @@ def new_order(
     ]
     with ctx.db.write() as conn:
         store.insert_order(conn, order, authzs)
+        if replaced is not None:
+            ari.claim_replacement(conn, replaced, order)
         audit_log.record(
             conn,
             at=now,
@@ -176,6 +182,18 @@ def _new_authz(
     return Authorization(
         authz_id, order.id, order.account_id, ident, AuthzStatus.PENDING, expires, challenges
     )
+
+
+def _check_profile_choice(profile: Profile, payload: dict[str, Any]) -> None:
+    """draft-aaron-acme-profiles: an account orders from the profile whose URLs it uses;
+    naming it is allowed, naming any other is invalidProfile."""
+    chosen = payload.get("profile")
+    if chosen is not None and chosen != profile.id:
+        raise AcmeError(
+            ProblemType.INVALID_PROFILE,
+            f"profile {str(chosen)[:64]!r} is not offered here; "
+            f"this directory offers {profile.id!r}",
+        )
 
 
 def _check_eab_names(
@@ -256,3 +274,64 @@ def get_challenge(
     if challenge is None:
         raise not_found("no such challenge")
     return challenge, get_authz(ctx, account, challenge.authz_id)
+
+
+def update_authz(
+    ctx: RAContext, account: Account, authz_id: str, payload: dict[str, Any]
+) -> Authorization:
+    """RFC 8555 §7.5.2: the client may deactivate a pending or valid authorization."""
+    authz = get_authz(ctx, account, authz_id)
+    if payload.get("status") != AuthzStatus.DEACTIVATED.value or len(payload) != 1:
+        raise malformed('the only change a client may make is {"status": "deactivated"}')
+    if authz.status not in (AuthzStatus.PENDING, AuthzStatus.VALID):
+        raise AcmeError(ProblemType.MALFORMED, f"authorization is {authz.status.value}", status=409)
+    now = ctx.clock()
+    with ctx.db.write() as conn:
+        if not store.set_authz_status(conn, authz.id, authz.status, AuthzStatus.DEACTIVATED):
+            raise AcmeError(ProblemType.MALFORMED, "authorization changed; retry", status=409)
+        audit_log.record(
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_authz_deactivated",
+            object_type="acme_authorization",
+            object_id=authz.id,
+        )
+    return get_authz(ctx, account, authz_id)
+
+
+def new_authz(
+    ctx: RAContext, profile: Profile, account: Account, payload: dict[str, Any]
+) -> Authorization:
+    """RFC 8555 §7.4.1 pre-authorization, on profiles that enable it. No wildcards: the
+    identifier is exactly the authorization's."""
+    if not profile.allow_preauthorization:
+        raise unauthorized(f"profile {profile.id} does not offer pre-authorization")
+    (ident,) = parse_identifiers([payload.get("identifier")], max_count=1)
+    if ident.is_wildcard:
+        raise AcmeError(ProblemType.REJECTED_IDENTIFIER, "pre-authorization cannot be a wildcard")
+    check_identifiers(profile.identifier_policy, (ident,), profile.id)
+    _check_eab_names(ctx, account, (ident,), profile.id)
+    now = ctx.clock()
+    holder = Order(
+        id="",
+        account_id=account.id,
+        profile_id=profile.id,
+        identifiers=(ident,),
+        stored_status=OrderStatus.PENDING,
+        expires_at=now + ctx.settings.authz_ttl,
+        created_at=now,
+    )
+    authz = replace(_new_authz(ctx, profile, holder, ident, now), order_id=None)
+    with ctx.db.write() as conn:
+        store.insert_authzs(conn, [authz], now)
+        audit_log.record(
+            conn,
+            at=now,
+            actor=actor_for(account.id),
+            action="acme_authz_created",
+            object_type="acme_authorization",
+            object_id=authz.id,
+            details={"identifier": ident.value, "preauthorization": True},
+        )
+    return get_authz(ctx, account, authz.id)

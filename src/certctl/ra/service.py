@@ -3,16 +3,28 @@ call here per request; this facade hands each to the module that owns it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from time import monotonic
 from typing import Any
 
-from certctl.acme.jwk import PublicJWK
+from certctl.acme.ari import Window
+from certctl.acme.jwk import PublicJWK, spki_sha256
 from certctl.acme.nonce import NonceCodec
 from certctl.ca import LocalCA
 from certctl.domain.errors import AcmeError, ProblemType, not_found
 from certctl.domain.model import Account, Authorization, Challenge, Profile
-from certctl.ra import accounts, challenges, finalize, orders, profiles
+from certctl.ra import (
+    accounts,
+    ari,
+    challenges,
+    finalize,
+    keychange,
+    orders,
+    profiles,
+    revocation,
+    revoke_cert,
+)
 from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
 from certctl.storage import nonces
@@ -31,6 +43,8 @@ class RegistrationAuthority:
         self.ctx = ctx
         self.ca = ca
         self.validator = validator
+        # After-commit steps of the revocation pipeline (OCSP refresh, CRL regeneration).
+        self.revocation_hooks: list[revocation.RevocationHook] = []
         self.nonces = nonce_codec
         self._profiles: dict[str, tuple[float, Profile]] = {}
 
@@ -104,6 +118,35 @@ class RegistrationAuthority:
         return finalize.finalize(
             self.ctx, self.ca, self.validator, profile, account, order_id, payload
         )
+
+    def update_authz(
+        self, account: Account, authz_id: str, payload: dict[str, Any]
+    ) -> Authorization:
+        return orders.update_authz(self.ctx, account, authz_id, payload)
+
+    def new_authz(
+        self, profile: Profile, account: Account, payload: dict[str, Any]
+    ) -> Authorization:
+        return orders.new_authz(self.ctx, profile, account, payload)
+
+    def key_change(
+        self,
+        account: Account,
+        account_url: str,
+        outer_url: str,
+        inner: bytes,
+        url_of: Callable[[str], str],
+    ) -> Account:
+        return keychange.key_change(self.ctx, account, account_url, outer_url, inner, url_of)
+
+    def revoke_cert(self, account: Account | None, jwk: PublicJWK, payload: dict[str, Any]) -> None:
+        revoke_cert.revoke_cert(self.ctx, account, jwk, payload, self.revocation_hooks)
+
+    def renewal_info(self, cert_id: str) -> Window:
+        return ari.renewal_info(self.ctx, cert_id)
+
+    def key_blocked(self, jwk: PublicJWK) -> bool:
+        return revocation.key_is_blocked(self.ctx, spki_sha256(jwk.key))
 
     def certificate_chain(self, account: Account, cert_id: str) -> str:
         return finalize.certificate_chain(self.ctx, account, cert_id)

@@ -85,3 +85,31 @@ def set_status(
         .values(status=new.value, updated_at=now)
     )
     return result.rowcount == 1
+
+
+def swap_key(
+    conn: Connection,
+    account_id: str,
+    *,
+    old_thumbprint: str,
+    jwk_json: str,
+    thumbprint: str,
+    spki_sha256: str,
+    now: datetime,
+) -> bool:
+    """Key rollover as compare-and-set on the old key (RFC 8555 §7.3.5)."""
+    result = conn.execute(
+        update(acme_accounts)
+        .where(
+            acme_accounts.c.id == account_id,
+            acme_accounts.c.jwk_thumbprint == old_thumbprint,
+            acme_accounts.c.status == AccountStatus.VALID.value,
+        )
+        .values(
+            jwk_json=jwk_json,
+            jwk_thumbprint=thumbprint,
+            key_spki_sha256=spki_sha256,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1

@@ -81,6 +81,8 @@ def _profile_values(p: Profile) -> dict[str, Any]:
         "max_identifiers": p.identifier_policy.max_identifiers,
         "caa_check": p.caa_check,
         "eab_required": p.eab_required,
+        "allow_preauthorization": p.allow_preauthorization,
+        "renewal_window_days": p.renewal_window_days,
     }
 
 
@@ -106,6 +108,8 @@ def _profile(row: RowMapping) -> Profile:
         ),
         caa_check=row["caa_check"],
         eab_required=row["eab_required"],
+        allow_preauthorization=row["allow_preauthorization"],
+        renewal_window_days=row["renewal_window_days"],
     )
 
 
@@ -174,6 +178,7 @@ def insert_certificate(
             acme_order_id=version.acme_order_id,
             status=version.status,
             created_at=now,
+            aki=version.aki,
         )
     )
 
@@ -197,6 +202,11 @@ def _version(row: RowMapping) -> CertificateVersion:
         acme_order_id=row["acme_order_id"],
         created_at=row["created_at"],
         status=row["status"],
+        revoked_at=row["revoked_at"],
+        revocation_reason=row["revocation_reason"],
+        replaced_by_order_id=row["replaced_by_order_id"],
+        ari_window_end=row["ari_window_end"],
+        aki=row["aki"],
     )
 
 
@@ -231,3 +241,48 @@ def count_versions_for_order(conn: Connection, order_id: str) -> int:
         select(certificate_versions.c.id).where(certificate_versions.c.acme_order_id == order_id)
     )
     return len(rows.all())
+
+
+def find_by_serial(conn: Connection, serial: str) -> CertificateVersion | None:
+    row = conn.execute(
+        select(certificate_versions).where(certificate_versions.c.serial == serial)
+    ).first()
+    return _version(row._mapping) if row else None
+
+
+def certificate_names(conn: Connection, certificate_id: str) -> list[str]:
+    row = conn.execute(
+        select(managed_certificates.c.sans).where(managed_certificates.c.id == certificate_id)
+    ).first()
+    return list(_json.loads(row.sans)) if row else []
+
+
+def claim_replacement(conn: Connection, version_id: str, order_id: str) -> bool:
+    """RFC 9773 §5, compare-and-set: one order replaces a certificate."""
+    result = conn.execute(
+        update(certificate_versions)
+        .where(
+            certificate_versions.c.id == version_id,
+            certificate_versions.c.replaced_by_order_id.is_(None),
+        )
+        .values(replaced_by_order_id=order_id)
+    )
+    return result.rowcount == 1
+
+
+def shift_ari_window(
+    conn: Connection,
+    end: datetime,
+    *,
+    profile_id: str | None,
+    issuer_id: str | None,
+    serials: Sequence[str],
+) -> int:
+    stmt = update(certificate_versions).where(certificate_versions.c.status == "active")
+    if profile_id:
+        stmt = stmt.where(certificate_versions.c.profile_id == profile_id)
+    if issuer_id:
+        stmt = stmt.where(certificate_versions.c.issuer_id == issuer_id)
+    if serials:
+        stmt = stmt.where(certificate_versions.c.serial.in_(list(serials)))
+    return int(conn.execute(stmt.values(ari_window_end=end)).rowcount)

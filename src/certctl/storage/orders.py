@@ -20,34 +20,21 @@ from certctl.storage import _json
 from certctl.storage.schema import acme_authorizations, acme_challenges, acme_orders
 
 
-def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
-    conn.execute(
-        acme_orders.insert().values(
-            id=order.id,
-            account_id=order.account_id,
-            profile_id=order.profile_id,
-            status=order.stored_status.value,
-            identifiers=_json.dumps([i.to_wire() for i in order.identifiers]),
-            not_before=order.not_before,
-            not_after=order.not_after,
-            expires_at=order.expires_at,
-            created_at=order.created_at,
-            updated_at=order.created_at,
-        )
-    )
+def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
+    """Authorizations with their challenges (an order's, or pre-authorizations)."""
     if authzs:
         conn.execute(
             acme_authorizations.insert(),
             [
                 {
                     "id": a.id,
-                    "order_id": order.id,
+                    "order_id": a.order_id,
                     "account_id": a.account_id,
                     "identifier_type": a.identifier.type,
                     "identifier_value": a.identifier.value,
                     "status": a.status.value,
                     "expires_at": a.expires_at,
-                    "created_at": order.created_at,
+                    "created_at": now,
                     "validated_at": a.validated_at,
                 }
                 for a in authzs
@@ -72,6 +59,25 @@ def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]
         )
 
 
+def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
+    conn.execute(
+        acme_orders.insert().values(
+            id=order.id,
+            account_id=order.account_id,
+            profile_id=order.profile_id,
+            status=order.stored_status.value,
+            identifiers=_json.dumps([i.to_wire() for i in order.identifiers]),
+            not_before=order.not_before,
+            not_after=order.not_after,
+            expires_at=order.expires_at,
+            created_at=order.created_at,
+            updated_at=order.created_at,
+            replaces=order.replaces,
+        )
+    )
+    insert_authzs(conn, authzs, order.created_at)
+
+
 def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
     return Order(
         id=row["id"],
@@ -88,6 +94,7 @@ def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
         error=row["error"],
         certificate_id=row["certificate_id"],
         authz_ids=authz_ids,
+        replaces=row["replaces"],
     )
 
 
@@ -302,3 +309,16 @@ def reusable_authz(
         .limit(1)
     ).first()
     return get_authz(conn, row.id) if row else None
+
+
+def deactivate_pending_authzs(conn: Connection, account_id: str) -> int:
+    """RFC 8555 §7.3.6: a deactivated account's pending authorizations go with it."""
+    result = conn.execute(
+        update(acme_authorizations)
+        .where(
+            acme_authorizations.c.account_id == account_id,
+            acme_authorizations.c.status == AuthzStatus.PENDING.value,
+        )
+        .values(status=AuthzStatus.DEACTIVATED.value)
+    )
+    return int(result.rowcount)

@@ -102,6 +102,9 @@ profiles = Table(
     Column("max_identifiers", Integer, nullable=False, server_default="100"),
     Column("caa_check", Boolean, nullable=False, server_default=false()),
     Column("eab_required", Boolean, nullable=False, server_default=false()),
+    Column("allow_preauthorization", Boolean, nullable=False, server_default=false()),
+    # Renewal policy for ARI (RFC 9773): renew in [notAfter - days, notAfter - days/2].
+    Column("renewal_window_days", Integer, nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
 )
@@ -139,6 +142,8 @@ acme_orders = Table(
     Column("error", Text, nullable=True),
     Column("reserved_serial", String(64), nullable=True),  # recorded before signing
     Column("certificate_id", String(64), nullable=True),
+    # RFC 9773 §5: the certificate version this order replaces.
+    Column("replaces", String(64), nullable=True),
     _ts("created_at"),
     _ts("updated_at"),
     Index("ix_acme_orders_account_created", "account_id", "created_at", "id"),
@@ -148,7 +153,8 @@ acme_authorizations = Table(
     "acme_authorizations",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("order_id", String(64), ForeignKey("acme_orders.id"), nullable=False),
+    # NULL for a pre-authorization (RFC 8555 §7.4.1), which belongs to no order.
+    Column("order_id", String(64), ForeignKey("acme_orders.id"), nullable=True),
     Column("account_id", String(64), ForeignKey("acme_accounts.id"), nullable=False),
     Column("identifier_type", String(8), nullable=False),
     Column("identifier_value", String(255), nullable=False),
@@ -247,7 +253,49 @@ certificate_versions = Table(
     Column("acme_order_id", String(64), ForeignKey("acme_orders.id"), nullable=True),
     Column("status", String(16), nullable=False),
     _ts("created_at"),
+    _ts("revoked_at", nullable=True),
+    Column("revocation_reason", Integer, nullable=True),
+    # RFC 9773 §5: set once, compare-and-set, by the order that replaces this certificate.
+    Column("replaced_by_order_id", String(64), nullable=True),
+    # `certctl ari shift`: the suggested renewal window ends no later than this.
+    _ts("ari_window_end", nullable=True),
+    Column("aki", String(128), nullable=False, server_default=""),
     Index("ix_certificate_versions_certificate", "certificate_id"),
+    Index("ix_certificate_versions_issuer_status", "issuer_id", "status"),
+)
+
+certificate_revocations = Table(
+    "certificate_revocations",
+    metadata,
+    # The feed of revocations in commit order: OCSP caches in every process follow it.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("serial", String(64), ForeignKey("certificate_versions.serial"), nullable=False),
+    Column("issuer_id", String(64), ForeignKey("issuers.id"), nullable=False),
+    _ts("revoked_at"),
+    Column("reason", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("serial", name="uq_certificate_revocations_serial"),
+)
+
+blocked_keys = Table(
+    "blocked_keys",
+    metadata,
+    # SPKI SHA-256 of keys revoked for keyCompromise: refused as CSR and account keys.
+    Column("spki_sha256", String(64), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("source_serial", String(64), nullable=True),
+    _ts("created_at"),
+)
+
+crl_state = Table(
+    "crl_state",
+    metadata,
+    Column("issuer_id", String(64), ForeignKey("issuers.id"), primary_key=True),
+    # RFC 5280 §5.2.3: strictly increasing, and it survives restarts because it lives here.
+    Column("crl_number", Integer, nullable=False),
+    _ts("this_update"),
+    _ts("next_update"),
+    Column("der", LargeBinary, nullable=False),
 )
 
 audit_events = Table(

@@ -24,8 +24,9 @@ from certctl.wfe.urls import AcmeUrls
 
 
 class KeyKind(Enum):
-    JWK = "jwk"  # newAccount (and, later, revoke-cert by certificate key)
+    JWK = "jwk"  # newAccount
     KID = "kid"  # every other POST
+    EITHER = "either"  # revoke-cert: the account (kid) or the certificate's key (jwk)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def authenticate(
     assert jws.nonce is not None  # parse_jws requires it
     nonce_expiry = ra.check_nonce(jws.nonce)
     account: Account | None = None
+    if kind is KeyKind.EITHER:
+        kind = KeyKind.JWK if jws.jwk is not None else KeyKind.KID
     if kind is KeyKind.JWK:
         if jws.jwk is None:
             raise malformed("this endpoint requires a jwk, not a kid, in the protected header")

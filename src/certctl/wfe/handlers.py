@@ -69,7 +69,9 @@ def directory(call: Call) -> Response:
         meta["caaIdentities"] = list(s.caa_identities)
     # RFC 8555 §7.1.1: tell the truth about this profile, not only the server default.
     meta["externalAccountRequired"] = s.eab_required or call.profile.eab_required
-    doc = views.directory(call.urls, call.profile, meta)
+    # draft-aaron-acme-profiles: the profiles an account of this directory may choose.
+    meta["profiles"] = {call.profile.id: call.profile.description or call.profile.name}
+    doc = views.directory(call.urls, call.profile, meta, ari=s.ari_enabled)
     # Directory responses may be cached briefly by clients; nonces in them may not.
     return call.respond(doc, extra={"Cache-Control": "public, max-age=0, no-cache"})
 
@@ -165,12 +167,15 @@ def finalize(call: Call) -> Response:
 
 def authz(call: Call) -> Response:
     auth = call.auth()
-    require_post_as_get(auth)
     assert auth.account is not None
-    found = call.ra.authz(auth.account, call.params["authz_id"])
+    if auth.jws.is_post_as_get:
+        found = call.ra.authz(auth.account, call.params["authz_id"])
+    else:  # RFC 8555 §7.5.2 deactivation
+        payload = auth.jws.payload_json()
+        found = call.ra.update_authz(auth.account, call.params["authz_id"], payload)
     return call.respond(
         views.authorization(call.urls, found),
-        links={"up": call.urls.order(found.order_id)},
+        links={"up": call.urls.order(found.order_id)} if found.order_id else None,
         extra=_retry_after(call, found.status.value),
     )
 
@@ -198,7 +203,47 @@ def certificate(call: Call) -> Response:
     return Response(chain.encode(), headers=headers, media_type=PEM_CHAIN)
 
 
-def not_implemented(call: Call) -> Response:
-    """key-change and revoke-cert are listed (the directory requires them) but not built yet."""
-    call.auth()
-    raise AcmeError(ProblemType.SERVER_INTERNAL, "not implemented on this server yet", status=501)
+def new_authz(call: Call) -> Response:
+    auth = call.auth()
+    assert auth.account is not None
+    found = call.ra.new_authz(call.profile, auth.account, auth.jws.payload_json())
+    return call.respond(
+        views.authorization(call.urls, found),
+        status=201,
+        location=call.urls.authz(found.id),
+        extra=_retry_after(call, found.status.value),
+    )
+
+
+def key_change(call: Call) -> Response:
+    auth = call.auth()
+    assert auth.account is not None
+    # RFC 8555 §7.3.5: the outer payload is the inner JWS, itself a flattened JSON object.
+    account = call.ra.key_change(
+        auth.account,
+        call.urls.account(auth.account.id),
+        call.request_url,
+        auth.jws.payload,
+        call.urls.account,
+    )
+    return call.respond(views.account(call.urls, account), location=call.urls.account(account.id))
+
+
+def revoke_cert(call: Call) -> Response:
+    auth = call.auth(KeyKind.EITHER)
+    call.ra.revoke_cert(auth.account, auth.key, auth.jws.payload_json())
+    # RFC 8555 §7.6: 200 with an empty body.
+    headers = common_headers(call.ra.new_nonce(), call.urls.directory())
+    return Response(b"", status_code=200, headers=headers)
+
+
+def renewal_info(call: Call) -> Response:
+    """RFC 9773 §4: unauthenticated GET; Retry-After says when to ask again."""
+    if not call.settings.ari_enabled:
+        raise AcmeError(ProblemType.NOT_FOUND, "renewal information is not offered")
+    window = call.ra.renewal_info(call.params["cert_id"])
+    doc = {
+        "suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}
+    }
+    seconds = int(call.settings.ari_poll_interval.total_seconds())
+    return call.respond(doc, extra={"Retry-After": str(seconds)})

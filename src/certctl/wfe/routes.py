@@ -41,8 +41,10 @@ ROUTES: tuple[tuple[str, str, dict[str, h.Handler]], ...] = (
     ("/authz/{authz_id}", "authz_read", {"POST": h.authz}),
     ("/challenge/{challenge_id}", "challenge_respond", {"POST": h.challenge}),
     ("/cert/{cert_id}", "cert_download", {"POST": h.certificate}),
-    ("/key-change", "key_change", {"POST": h.not_implemented}),
-    ("/revoke-cert", "revoke_cert", {"POST": h.not_implemented}),
+    ("/new-authz", "new_authz", {"POST": h.new_authz}),
+    ("/key-change", "key_change", {"POST": h.key_change}),
+    ("/revoke-cert", "revoke_cert", {"POST": h.revoke_cert}),
+    ("/renewal-info/{cert_id}", "renewal_info", {"GET": h.renewal_info}),
 )
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -38,6 +38,12 @@ class AcmeUrls:
     def key_change(self) -> str:
         return f"{self.root}/key-change"
 
+    def new_authz(self) -> str:
+        return f"{self.root}/new-authz"
+
+    def renewal_info(self) -> str:
+        return f"{self.root}/renewal-info"
+
     def account(self, account_id: str) -> str:
         return f"{self.root}/account/{account_id}"
 

@@ -15,7 +15,9 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def directory(urls: AcmeUrls, profile: Profile, meta: dict[str, Any]) -> dict[str, Any]:
+def directory(
+    urls: AcmeUrls, profile: Profile, meta: dict[str, Any], *, ari: bool
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "newNonce": urls.new_nonce(),
         "newAccount": urls.new_account(),
@@ -23,6 +25,10 @@ def directory(urls: AcmeUrls, profile: Profile, meta: dict[str, Any]) -> dict[st
         "revokeCert": urls.revoke_cert(),
         "keyChange": urls.key_change(),
     }
+    if profile.allow_preauthorization:
+        doc["newAuthz"] = urls.new_authz()  # RFC 8555 §7.4.1: only when offered
+    if ari:
+        doc["renewalInfo"] = urls.renewal_info()  # RFC 9773 §3
     if meta:
         doc["meta"] = meta
     return doc
