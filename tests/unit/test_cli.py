@@ -460,3 +460,39 @@ def test_profile_policy_validation(run: RunCli, bad: tuple[str, str]) -> None:
     result = run("profile", "create", "corp", *bad)
     assert result.code != 0
     assert "Traceback" not in result.err and result.err.strip()
+
+
+def test_cert_revoke_and_ari_shift(run: RunCli, data_dir: Path) -> None:
+    run.ok("init")
+    _add_certificate(data_dir)
+    # The ARI shift finds the active certificate; a revoked one is no longer shifted.
+    assert "shifted 1 certificate(s)" in run.ok(
+        "ari", "shift", "--serial", "AB:CD", "--end", "2030-02-01T00:00:00Z"
+    )
+    shown = json.loads(run.ok("cert", "show", "abcd"))
+    assert shown["ari_window_end"].startswith("2030-02-01 00:00:00")
+    assert run.ok("cert", "revoke", "abcd", "--reason", "superseded") == (
+        "revoked abcd (superseded)\n"
+    )
+    shown = json.loads(run.ok("cert", "show", "abcd"))
+    assert shown["status"] == "revoked" and shown["revocation_reason"] == 4
+    again = run("cert", "revoke", "abcd")
+    assert again.code == 1 and "already revoked" in again.err
+    assert "shifted 0" in run.ok("ari", "shift", "--profile", "default", "--end", "now")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cert", "revoke", "abcd", "--reason", "bogus"],
+        ["cert", "revoke", "abcd", "--reason", "7"],
+        ["ari", "shift", "--end", "now"],
+        ["ari", "shift", "--profile", "default", "--end", "tomorrow"],
+        ["ari", "shift", "--profile", "default", "--end", "2030-01-01T00:00:00"],
+    ],
+)
+def test_revoke_and_shift_refuse_bad_input(run: RunCli, argv: list[str]) -> None:
+    run.ok("init")
+    result = run(*argv)
+    assert result.code != 0
+    assert result.err.startswith("certctl: ") and "Traceback" not in result.err

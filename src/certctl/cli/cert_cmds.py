@@ -13,6 +13,8 @@ from certctl.cli._output import table
 from certctl.config import Settings
 from certctl.domain.errors import AcmeError, not_found
 from certctl.domain.serials import canonical_serial, parse_serial_hex
+from certctl.ra.revocation import revoke
+from certctl.revocation import ALL_REASONS, RevocationReason, parse_reason
 from certctl.storage import inventory
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -36,6 +38,20 @@ def register(sub: Any, common: Common) -> None:
     common(show)
     show.add_argument("key", help="certificate version id, managed certificate id, or serial (hex)")
     show.set_defaults(func=cmd_show)
+    revoke = csub.add_parser(
+        "revoke",
+        help="revoke a certificate (the same pipeline as ACME revoke-cert)",
+        description="Marks the certificate revoked, records the revocation for OCSP and the "
+        "CRL, and audits it, in one transaction. keyCompromise also blocks the key.",
+    )
+    common(revoke)
+    revoke.add_argument("key", help="certificate version id, managed certificate id, or serial")
+    revoke.add_argument(
+        "--reason",
+        default="unspecified",
+        help="RFC 5280 reason name or code: " + ", ".join(r.name.lower() for r in ALL_REASONS),
+    )
+    revoke.set_defaults(func=cmd_revoke)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,4 +91,28 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     if version is None:
         raise not_found(f"no certificate {args.key!r}")
     print(json.dumps(asdict(version), indent=2, default=str))
+    return 0
+
+
+def _reason(text: str) -> RevocationReason:
+    by_name = {r.name.lower().replace("_", ""): r for r in ALL_REASONS}
+    key = text.strip().lower().replace("_", "").replace("-", "")
+    if key in by_name:
+        return by_name[key]
+    code: object = int(text) if text.strip().isdigit() else text
+    return RevocationReason(parse_reason(code, allowed=ALL_REASONS))
+
+
+def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    reason = _reason(args.reason)
+    with initialized(settings) as runtime:
+        with runtime.db.read() as conn:
+            version = next(
+                (v for k in _lookup_keys(args.key) if (v := inventory.find_version(conn, k))),
+                None,
+            )
+        if version is None:
+            raise not_found(f"no certificate {args.key!r}")
+        revoke(runtime.ra_context, version, reason, "cli")
+    print(f"revoked {version.serial} ({reason.name.lower()})")
     return 0

@@ -9,7 +9,7 @@ from collections.abc import MutableMapping, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from certctl.cli import cert_cmds, eab_cmds, profile_cmds, serve_cmds
+from certctl.cli import ari_cmds, cert_cmds, eab_cmds, profile_cmds, serve_cmds
 from certctl.config import ConfigError, Settings, load_settings
 from certctl.domain.errors import AcmeError
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmds.register(sub, _common)
     cert_cmds.register(sub, _common)
     eab_cmds.register(sub, _common)
+    ari_cmds.register(sub, _common)
     return parser
 
 

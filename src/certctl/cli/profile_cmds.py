@@ -77,6 +77,18 @@ def _options(parser: argparse.ArgumentParser, *, create: bool) -> None:
         help="check CAA (RFC 8659) at validation and again at finalize when stale",
     )
     parser.add_argument(
+        "--allow-preauthorization",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="offer newAuthz (RFC 8555 §7.4.1) on this profile",
+    )
+    parser.add_argument(
+        "--renewal-window-days",
+        type=int,
+        help="ARI renewal policy: renew in [notAfter - N days, notAfter - N/2 days] "
+        "(default: the last third of the validity)",
+    )
+    parser.add_argument(
         "--eab-required",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -128,6 +140,8 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         "max_identifiers": "max_identifiers",
         "caa_check": "caa_check",
         "eab_required": "eab_required",
+        "allow_preauthorization": "allow_preauthorization",
+        "renewal_window_days": "renewal_window_days",
     }
     return {
         field: getattr(args, arg)

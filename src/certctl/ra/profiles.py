@@ -32,6 +32,9 @@ def validate_profile(profile: Profile, issuer_ids: list[str]) -> None:
     policy = profile.identifier_policy
     validate_patterns(policy.allowed_names + policy.denied_names)
     validate_networks(policy.ip_networks)
+    days = profile.renewal_window_days
+    if days is not None and not 1 <= days <= profile.max_validity_days:
+        raise malformed("renewal window days must be 1..max validity days")
     if not 1 <= policy.max_identifiers <= MAX_IDENTIFIERS_LIMIT:
         raise malformed(f"max identifiers must be 1..{MAX_IDENTIFIERS_LIMIT}")
 
