@@ -19,7 +19,7 @@ from certctl.bootstrap import Runtime, open_runtime
 from certctl.config import Settings, ValidationSettings, load_settings
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
-from certctl.ra import RegistrationAuthority
+from certctl.ra import RegistrationAuthority, gc
 from certctl.ra.challenges import Validator
 from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
@@ -55,13 +55,21 @@ def build_app(runtime: Runtime) -> Starlette:
         ra.recover_validations,
     )
 
+    jobs = [recovery]
+    gc_every = settings.acme.gc_interval.total_seconds()
+    if gc_every > 0:
+        # Sweeps expired ACME state and reconciles orders a crash left processing.
+        jobs.append(Periodic("acme-gc", gc_every, lambda: gc.run_once(ra.ctx, metrics.gc)))
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        recovery.start()
+        for job in jobs:
+            job.start()
         try:
             yield
         finally:
-            recovery.stop()
+            for job in jobs:
+                job.stop()
             await va.drain(settings.acme.validation.timeout.total_seconds())
             va.close()
 

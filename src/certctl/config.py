@@ -132,6 +132,7 @@ class AcmeServerSettings:
     ari_enabled: bool = True
     ari_poll_interval: timedelta = timedelta(hours=6)
     crl_generation_interval: timedelta = timedelta(hours=1)
+    gc_interval: timedelta = timedelta(minutes=1)  # zero turns the GC loop off
     validation: ValidationSettings = field(default_factory=ValidationSettings)
 
 
@@ -197,6 +198,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_ACME_SERVER_ARI_ENABLED",
     "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL",
     "CERTCTL_CRL_GENERATION_INTERVAL",
+    "CERTCTL_ACME_SERVER_GC_INTERVAL",
 )
 
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -272,11 +274,19 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
         ari_poll_interval=parse_duration(
             prefix + "ARI_POLL_INTERVAL", get(prefix + "ARI_POLL_INTERVAL", "6h")
         ),
+        gc_interval=_duration_or_off(prefix + "GC_INTERVAL", get(prefix + "GC_INTERVAL", "1m")),
         crl_generation_interval=parse_duration(
             "CERTCTL_CRL_GENERATION_INTERVAL", get("CERTCTL_CRL_GENERATION_INTERVAL", "1h")
         ),
         validation=_validation_settings(get, prefix),
     )
+
+
+def _duration_or_off(name: str, text: str) -> timedelta:
+    """A duration, or ``0`` to turn the feature off (design notes: GC_INTERVAL=0)."""
+    if text.strip() in ("0", "0s", "0m", "0h"):
+        return timedelta(0)
+    return parse_duration(name, text)
 
 
 def _validation_settings(get: _Getter, prefix: str) -> ValidationSettings:

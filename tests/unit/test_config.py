@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "acme.ari_enabled": True,
     "acme.ari_poll_interval": timedelta(hours=6),
     "acme.crl_generation_interval": timedelta(hours=1),
+    "acme.gc_interval": timedelta(minutes=1),
     "acme.validation.http01_concurrency": 10,
     "acme.validation.dns01_concurrency": 10,
     "acme.validation.tlsalpn01_concurrency": 10,
@@ -158,6 +159,7 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
         "acme.crl_generation_interval",
         timedelta(minutes=10),
     ),
+    (ACME + "GC_INTERVAL", "0", "acme.gc_interval", timedelta(0)),
 ]
 EXPECTED_SPECIAL: dict[str, Any] = {
     "CERTCTL_DATABASE_URL": "postgresql+psycopg://u@db/certctl",

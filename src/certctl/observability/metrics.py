@@ -60,6 +60,17 @@ class Metrics:
             name: Counter(f"certctl_acme_{name}", name.replace("_", " "), registry=self.registry)
             for name in EVENTS
         }
+        self.gc_counters = {
+            name: Counter(f"certctl_acme_gc_{name}", f"GC: {name}", registry=self.registry)
+            for name in (
+                "runs",
+                "run_failures",
+                "nonces_reaped",
+                "authzs_expired",
+                "orders_invalidated",
+                "orders_reconciled",
+            )
+        }
         self.validations = Counter(
             "certctl_acme_challenge_validations",
             "Challenge validations by type and outcome",
@@ -86,6 +97,14 @@ class Metrics:
         if failed:
             self.failures[op].inc()
         self.latency.labels(op).observe(seconds)
+
+    def gc(self, counts: dict[str, int], failed: bool) -> None:
+        """One GC run: ``counts`` maps nonces_reaped, authzs_expired, ... to amounts."""
+        self.gc_counters["runs"].inc()
+        if failed:
+            self.gc_counters["run_failures"].inc()
+        for name, amount in counts.items():
+            self.gc_counters[name].inc(amount)
 
     def validation(self, challenge_type: str, outcome: str) -> None:
         self.validations.labels(challenge_type, outcome).inc()

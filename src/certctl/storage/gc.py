@@ -1,0 +1,113 @@
+"""Sweeps of expired ACME state (the GC loop). Each returns the ids it changed, so the
+caller can audit every object. Certificates and revocations are never touched here: CRLs
+need revoked entries until after expiry (the Vault HCSEC-2021-09 lesson)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, delete, select, text, update
+
+from certctl.domain.model import AuthzStatus, OrderStatus
+from certctl.storage.schema import (
+    acme_authorizations,
+    acme_orders,
+    certificate_versions,
+    used_nonces,
+)
+
+# Any constant, the same in every replica.
+_GC_LOCK = 0x6763  # "gc"
+
+
+@contextmanager
+def fleet_lock(conn: Connection) -> Iterator[bool]:
+    """In a fleet one replica sweeps at a time: a transaction-scoped advisory lock on
+    PostgreSQL (False when another replica holds it). SQLite has one writer anyway."""
+    if conn.dialect.name != "postgresql":
+        yield True
+        return
+    got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _GC_LOCK}).scalar()
+    yield bool(got)
+
+
+def purge_nonces(conn: Connection, now: datetime, limit: int) -> int:
+    victims = select(used_nonces.c.nonce).where(used_nonces.c.expires_at < now).limit(limit)
+    result = conn.execute(delete(used_nonces).where(used_nonces.c.nonce.in_(victims)))
+    return int(result.rowcount)
+
+
+def expire_authzs(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """pending or valid authorizations past their expiry -> expired (RFC 8555 §7.1.6)."""
+    ids = [
+        r.id
+        for r in conn.execute(
+            select(acme_authorizations.c.id)
+            .where(
+                acme_authorizations.c.status.in_(
+                    [AuthzStatus.PENDING.value, AuthzStatus.VALID.value]
+                ),
+                acme_authorizations.c.expires_at < now,
+            )
+            .limit(limit)
+        )
+    ]
+    if ids:
+        conn.execute(
+            update(acme_authorizations)
+            .where(
+                acme_authorizations.c.id.in_(ids),
+                acme_authorizations.c.status.in_(
+                    [AuthzStatus.PENDING.value, AuthzStatus.VALID.value]
+                ),
+            )
+            .values(status=AuthzStatus.EXPIRED.value)
+        )
+    return ids
+
+
+def invalidate_orders(conn: Connection, now: datetime, error: str, limit: int) -> list[str]:
+    """Open orders past their expiry -> invalid (their derived status already says so)."""
+    ids = [
+        r.id
+        for r in conn.execute(
+            select(acme_orders.c.id)
+            .where(
+                acme_orders.c.status == OrderStatus.PENDING.value,
+                acme_orders.c.expires_at < now,
+            )
+            .limit(limit)
+        )
+    ]
+    if ids:
+        conn.execute(
+            update(acme_orders)
+            .where(acme_orders.c.id.in_(ids), acme_orders.c.status == OrderStatus.PENDING.value)
+            .values(status=OrderStatus.INVALID.value, error=error, updated_at=now)
+        )
+    return ids
+
+
+def stuck_processing(
+    conn: Connection, older_than: datetime, limit: int
+) -> list[tuple[str, str | None]]:
+    """Orders left processing by a crash: (order id, id of its recorded certificate or
+    None). The serial is reserved before signing and the certificate recorded with the
+    order id, so this tells which finalizations completed."""
+    rows = conn.execute(
+        select(acme_orders.c.id, certificate_versions.c.id.label("cert_id"))
+        .select_from(
+            acme_orders.outerjoin(
+                certificate_versions,
+                and_(certificate_versions.c.acme_order_id == acme_orders.c.id),
+            )
+        )
+        .where(
+            acme_orders.c.status == OrderStatus.PROCESSING.value,
+            acme_orders.c.updated_at < older_than,
+        )
+        .limit(limit)
+    )
+    return [(r.id, r.cert_id) for r in rows]
