@@ -143,7 +143,9 @@ def _reused_authz(
         return None
     with ctx.db.read() as conn:
         found = store.reusable_authz(conn, order.account_id, ident, now)
-    if found is None:
+    if found is None or not any(c.status is ChallengeStatus.VALID for c in found.challenges):
+        # Born valid while the profile was trust_authenticated: nothing was ever proven,
+        # so it cannot stand in for a challenge now that the profile demands one.
         return None
     authz_id = new_id("authz-")
     challenges = tuple(
