@@ -855,6 +855,26 @@ def test_default_settings_refuse_to_validate_against_loopback(
     assert read(wire, account, order_url)["status"] == "invalid"
 
 
+@pytest.mark.parametrize("ip", ["169.254.169.254", "0.0.0.0"])
+def test_ip_identifier_of_a_forbidden_address_is_never_contacted(
+    main: Instance, responder: Responder, ip: str
+) -> None:
+    """Cloud metadata (link-local) and the unspecified address stay forbidden even where
+    loopback is allowed: the order is accepted by the profile, the validation refuses."""
+    wire = main[CHAL_IP]
+    account = wire.new_account()
+    response = wire.as_account(
+        account, wire["newOrder"], {"identifiers": [{"type": "ip", "value": ip}]}
+    )
+    assert response.status_code == 201, response.text
+    authz = prove_http01(wire, responder, account, response.json()["authorizations"][0])
+    assert authz["status"] == "invalid", authz
+    http01 = challenge(authz)
+    assert http01["error"]["type"] == URN + "connection", http01
+    assert ip in http01["error"]["detail"], http01
+    assert responder.count(http01["token"]) == 0
+
+
 # -- recovery after a crash -----------------------------------------------------------------------
 
 
