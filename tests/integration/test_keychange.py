@@ -80,7 +80,8 @@ def test_rollover_with_the_acme_library(wire: Wire) -> None:
     url = client.acme.directory["keyChange"]
     new_key = Key.ec256()
     new_jwk = JWKEC(key=new_key.private)
-    payload = {"account": regr.uri, "oldKey": client.net.key.public_key().to_partial_json()}
+    old_jwk = JWKEC(key=client.key.private).public_key()
+    payload = {"account": regr.uri, "oldKey": old_jwk.to_partial_json()}
     # acme.jws.JWS protects alg, jwk and url; with nonce None and no kid it carries neither.
     inner = acme_jws.JWS.sign(
         payload=json.dumps(payload).encode(), key=new_jwk, alg=ES256, nonce=None, url=url
