@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import secrets
@@ -19,8 +20,11 @@ from certctl.bootstrap import Runtime, open_runtime
 from certctl.config import Settings, ValidationSettings, load_settings
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
+from certctl.pki import PkiState, pki_routes
 from certctl.ra import RegistrationAuthority, gc
 from certctl.ra.challenges import Validator
+from certctl.ra.pki import PkiService, refresh_tick
+from certctl.ratelimit import TokenBucketLimiter
 from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
 from certctl.va import ValidationAuthority, VASettings
@@ -47,7 +51,18 @@ def build_app(runtime: Runtime) -> Starlette:
         ),
         observe=metrics.validation,
     )
-    ra = RegistrationAuthority(runtime.ra_context, runtime.ca, codec, validator)
+    # Issued leaves point relying parties at this server's CRL and OCSP routes.
+    ctx = dataclasses.replace(runtime.ra_context, pki_base_url=pki_base_url(settings))
+    ra = RegistrationAuthority(ctx, runtime.ca, codec, validator)
+    pki = PkiService(
+        ctx,
+        runtime.ca,
+        base_url=ctx.pki_base_url,
+        crl_interval=settings.acme.crl_generation_interval,
+        on_crl_generated=metrics.crl_generated,
+    )
+    # A revocation here shows at once; one elsewhere within a second (the feed).
+    ra.revocation_hooks.append(pki.on_revoked)
     # Validations left processing by a crash or a killed replica are resumed, never stuck.
     recovery = Periodic(
         "validation-recovery",
@@ -56,6 +71,10 @@ def build_app(runtime: Runtime) -> Starlette:
     )
 
     jobs = [recovery]
+    # CRLs are re-signed every CERTCTL_CRL_GENERATION_INTERVAL; every process looks, the
+    # first to find one due signs it (the stored CRL number only goes up).
+    interval = settings.acme.crl_generation_interval
+    jobs.append(Periodic("crl-refresh", refresh_tick(interval), pki.refresh_crls))
     gc_every = settings.acme.gc_interval.total_seconds()
     if gc_every > 0:
         # Sweeps expired ACME state and reconciles orders a crash left processing.
@@ -80,6 +99,7 @@ def build_app(runtime: Runtime) -> Starlette:
         return PlainTextResponse("ok")
 
     routes = [Route("/metrics", metrics_endpoint), Route("/health", health)]
+    routes += pki_routes(PkiState(pki, metrics, pki_limiter(settings), runtime.clock))
     if settings.acme.enabled:
         routes += acme_routes(WfeState(ra, settings.acme, metrics))
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -114,6 +134,20 @@ def external_url(settings: Settings) -> str:
     scheme = "http" if settings.plain_http else "https"
     host = f"[{settings.listen_host}]" if ":" in settings.listen_host else settings.listen_host
     return f"{scheme}://{host}:{settings.listen_port}"
+
+
+def pki_base_url(settings: Settings) -> str:
+    """Where relying parties fetch CRLs and ask OCSP: CERTCTL_PKI_BASE_URL, else the
+    external URL. It is written into every leaf, and must match the CRLs' IDP."""
+    return settings.acme.pki_base_url or external_url(settings)
+
+
+def pki_limiter(settings: Settings) -> TokenBucketLimiter | None:
+    """The per-client token bucket of the /.well-known/pki routes; None when turned off."""
+    rate = settings.acme.pki_rate_limit_per_second
+    if rate <= 0:
+        return None
+    return TokenBucketLimiter(rate, settings.acme.pki_rate_limit_burst)
 
 
 def app_from_env() -> Starlette:

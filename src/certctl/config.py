@@ -83,6 +83,14 @@ def _http_url(name: str, text: str) -> str:
     return value
 
 
+def _base_url(name: str, text: str) -> str:
+    """An http(s) URL that paths are appended to: no query, fragment or blank inside."""
+    value = _http_url(name, text).rstrip("/")
+    if any(c in value for c in "?#") or any(c.isspace() for c in value):
+        raise ConfigError(f"{name}: {text!r} must be a plain http(s) base URL")
+    return value
+
+
 def _database_url(name: str, text: str) -> str:
     value = text.strip()
     if not value:
@@ -132,6 +140,11 @@ class AcmeServerSettings:
     ari_enabled: bool = True
     ari_poll_interval: timedelta = timedelta(hours=6)
     crl_generation_interval: timedelta = timedelta(hours=1)
+    # Relying-party routes (/.well-known/pki): the base URL put in leaves (CRL distribution
+    # point, OCSP) when it differs from external_url, and the per-client-IP token bucket.
+    pki_base_url: str = ""
+    pki_rate_limit_per_second: int = 50  # 0 turns the limit off
+    pki_rate_limit_burst: int = 100
     gc_interval: timedelta = timedelta(minutes=1)  # zero turns the GC loop off
     validation: ValidationSettings = field(default_factory=ValidationSettings)
 
@@ -198,6 +211,9 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_ACME_SERVER_ARI_ENABLED",
     "CERTCTL_ACME_SERVER_ARI_POLL_INTERVAL",
     "CERTCTL_CRL_GENERATION_INTERVAL",
+    "CERTCTL_PKI_BASE_URL",
+    "CERTCTL_PKI_RATE_LIMIT_PER_SECOND",
+    "CERTCTL_PKI_RATE_LIMIT_BURST",
     "CERTCTL_ACME_SERVER_GC_INTERVAL",
 )
 
@@ -277,6 +293,16 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
         gc_interval=_duration_or_off(prefix + "GC_INTERVAL", get(prefix + "GC_INTERVAL", "1m")),
         crl_generation_interval=parse_duration(
             "CERTCTL_CRL_GENERATION_INTERVAL", get("CERTCTL_CRL_GENERATION_INTERVAL", "1h")
+        ),
+        pki_base_url=_base_url("CERTCTL_PKI_BASE_URL", get("CERTCTL_PKI_BASE_URL")),
+        pki_rate_limit_per_second=_int(
+            "CERTCTL_PKI_RATE_LIMIT_PER_SECOND",
+            get("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "50"),
+            0,
+            1_000_000,
+        ),
+        pki_rate_limit_burst=_int(
+            "CERTCTL_PKI_RATE_LIMIT_BURST", get("CERTCTL_PKI_RATE_LIMIT_BURST", "100"), 1, 1_000_000
         ),
         validation=_validation_settings(get, prefix),
     )

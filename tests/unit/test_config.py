@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "acme.ari_enabled": True,
     "acme.ari_poll_interval": timedelta(hours=6),
     "acme.crl_generation_interval": timedelta(hours=1),
+    "acme.pki_base_url": "",
+    "acme.pki_rate_limit_per_second": 50,
+    "acme.pki_rate_limit_burst": 100,
     "acme.gc_interval": timedelta(minutes=1),
     "acme.validation.http01_concurrency": 10,
     "acme.validation.dns01_concurrency": 10,
@@ -159,6 +162,9 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
         "acme.crl_generation_interval",
         timedelta(minutes=10),
     ),
+    ("CERTCTL_PKI_BASE_URL", "http://pki.example", "acme.pki_base_url", "http://pki.example"),
+    ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "0", "acme.pki_rate_limit_per_second", 0),
+    ("CERTCTL_PKI_RATE_LIMIT_BURST", "7", "acme.pki_rate_limit_burst", 7),
     (ACME + "GC_INTERVAL", "0", "acme.gc_interval", timedelta(0)),
 ]
 EXPECTED_SPECIAL: dict[str, Any] = {
@@ -298,6 +304,12 @@ BAD: list[tuple[str, str]] = [
     (ACME + "MAX_BODY_BYTES", "1023"),
     (ACME + "MAX_BODY_BYTES", str((1 << 20) + 1)),
     (ACME + "MAX_BODY_BYTES", "64k"),
+    ("CERTCTL_PKI_BASE_URL", "pki.example"),
+    ("CERTCTL_PKI_BASE_URL", "http://pki.example/?x=1"),
+    ("CERTCTL_PKI_BASE_URL", "http://pki.example/a b"),
+    ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "-1"),
+    ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "2.5"),
+    ("CERTCTL_PKI_RATE_LIMIT_BURST", "0"),
 ]
 
 

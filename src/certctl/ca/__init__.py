@@ -2,7 +2,8 @@
 
 Public surface: bootstrap the CA (``load_or_create_ca``), issue leaves through an ``Issuer``
 (``IssueRequest`` -> ``IssuedCertificate``), the key-backend seam, and the HTTPS listener's
-own certificate (``ensure_server_certificate``).
+own certificate (``ensure_server_certificate``) and the persisted delegated OCSP responder
+(``load_or_issue_responder``; the certificate itself comes from ``certctl.revocation``).
 """
 
 from certctl.ca.bootstrap import load_or_create_ca
@@ -10,6 +11,7 @@ from certctl.ca.issuer import Issuer, LocalCA, issuer_id
 from certctl.ca.keys import FileKeyBackend, KeyBackend, KeyType, PrivateKey, generate_key
 from certctl.ca.lint import LintError
 from certctl.ca.profile import IssuedCertificate, IssueRequest, key_info
+from certctl.ca.responder import load_or_issue_responder
 from certctl.ca.tls import ensure_server_certificate
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "issuer_id",
     "key_info",
     "load_or_create_ca",
+    "load_or_issue_responder",
 ]

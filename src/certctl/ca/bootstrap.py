@@ -7,6 +7,7 @@ Layout under ``<data_dir>/ca/`` (directory 0700)::
     issuers/<issuer_id>/cert.pem
     issuers/<issuer_id>/key-name   the KeyBackend name of the issuer's key
     keys/<name>.pem             FileKeyBackend: PKCS#8, 0600
+    ocsp/<issuer_id>.pem        the issuer's delegated OCSP responder (certctl.ca.responder)
 
 Serving processes never load the root key: it is read only while creating an issuer.
 """
@@ -69,7 +70,7 @@ def load_or_create_ca(
             issuers = [
                 _create_issuer(ca_dir, backend, kind=kind, names=names, root=root, clock=clock)
             ]
-    return LocalCA(root, issuers)
+    return LocalCA(root, issuers, ca_dir=ca_dir, key_backend=backend)
 
 
 class _Names:

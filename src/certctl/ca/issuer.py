@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -11,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from certctl.ca.keys import PrivateKey, signature_hash
+from certctl.ca.keys import KeyBackend, PrivateKey, signature_hash
 from certctl.ca.lint import lint_leaf, spki
 from certctl.ca.profile import IssuedCertificate, IssueRequest, build_leaf, key_info
 from certctl.domain.errors import AcmeError, ProblemType
@@ -23,6 +25,8 @@ __all__ = ["IssueRequest", "IssuedCertificate", "Issuer", "LocalCA", "issuer_id"
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192
 _ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+
+T = TypeVar("T")
 
 
 def pem(cert: x509.Certificate) -> str:
@@ -106,6 +110,15 @@ class Issuer:
         lint_leaf(cert, request, self.certificate, public_key)
         return self._issued(cert)
 
+    def sign_revocation(self, build: Callable[[x509.Certificate, PrivateKey], T]) -> T:
+        """Run ``build(issuer certificate, issuer key)`` and return its result.
+
+        The one door through which the issuer key leaves this class: for the builders of
+        ``certctl.revocation`` (a CRL, RFC 5280 §5; a delegated OCSP responder certificate,
+        RFC 6960 §4.2.2.2), the other component allowed to sign (ARCHITECTURE.md).
+        """
+        return build(self.certificate, self._key)
+
     def _issued(self, cert: x509.Certificate) -> IssuedCertificate:
         leaf_pem = pem(cert)
         algorithm, size = key_info(cert.public_key())
@@ -131,13 +144,27 @@ def _authority_key_id(cert: x509.Certificate) -> bytes:
 
 
 class LocalCA:
-    """The root certificate and the issuers it has signed, keyed by ``Issuer.id``."""
+    """The root certificate and the issuers it has signed, keyed by ``Issuer.id``.
 
-    __slots__ = ("_issuers", "root", "root_pem")
+    ``ca_dir`` and ``key_backend`` (both set by ``load_or_create_ca``) are where the OCSP
+    responder keys and certificates are kept (``certctl.ca.responder``); a CA built
+    without them keeps its responders in memory only.
+    """
 
-    def __init__(self, root: x509.Certificate, issuers: Iterable[Issuer]) -> None:
+    __slots__ = ("_issuers", "ca_dir", "key_backend", "root", "root_pem")
+
+    def __init__(
+        self,
+        root: x509.Certificate,
+        issuers: Iterable[Issuer],
+        *,
+        ca_dir: Path | None = None,
+        key_backend: KeyBackend | None = None,
+    ) -> None:
         self.root = root
         self.root_pem = pem(root)
+        self.ca_dir = ca_dir
+        self.key_backend = key_backend
         by_id = {issuer.id: issuer for issuer in issuers}
         if not by_id:
             raise ValueError("a CA needs at least one issuer")

@@ -9,12 +9,13 @@ they cover what pkilint does not (request fidelity, serial entropy).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
 from certctl.ca.profile import IssueRequest, check_serial, whole_seconds
 
@@ -104,6 +105,26 @@ def _constraints(
         yield "TLS Feature (must-staple) does not match the request"
 
 
+def _pointers(cert: x509.Certificate, request: IssueRequest, _: x509.Certificate) -> Iterator[str]:
+    """The revocation pointers are exactly the requested URLs: a CRL URL that differs from
+    the CRL's issuingDistributionPoint makes every CRL check fail (RFC 5280 §6.3.3 (b))."""
+    crl_urls = [
+        name.value
+        for point in _value(cert, x509.CRLDistributionPoints) or []
+        for name in point.full_name or []
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+    if crl_urls != ([request.crl_url] if request.crl_url else []):
+        yield "CRL distribution point does not match the request"
+    ocsp_urls = [
+        d.access_location.value
+        for d in _value(cert, x509.AuthorityInformationAccess) or []
+        if d.access_method == AuthorityInformationAccessOID.OCSP
+    ]
+    if ocsp_urls != ([request.ocsp_url] if request.ocsp_url else []):
+        yield "OCSP URL does not match the request"
+
+
 def _issuer(cert: x509.Certificate, _: IssueRequest, issuer: x509.Certificate) -> Iterator[str]:
     try:
         cert.verify_directly_issued_by(issuer)
@@ -120,6 +141,16 @@ def _issuer(cert: x509.Certificate, _: IssueRequest, issuer: x509.Certificate) -
         yield "authorityKeyIdentifier does not match the issuer"
 
 
+E = TypeVar("E", bound=x509.ExtensionType)
+
+
+def _value(cert: x509.Certificate, kind: type[E]) -> E | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _has(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
     try:
         cert.extensions.get_extension_for_oid(oid)
@@ -128,4 +159,4 @@ def _has(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bool:
     return True
 
 
-_CHECKS: tuple[Check, ...] = (_serial, _validity, _names, _constraints, _issuer)
+_CHECKS: tuple[Check, ...] = (_serial, _validity, _names, _constraints, _pointers, _issuer)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.serials import SERIAL_BITS
@@ -47,6 +47,10 @@ class IssueRequest:
     ekus: tuple[str, ...] = ("serverAuth",)
     must_staple: bool = False
     serial: int
+    # Where relying parties check revocation; None leaves the extension out. The CRL URL
+    # must equal the CRL's issuingDistributionPoint byte for byte (RFC 5280 §5.2.5).
+    crl_url: str | None = None
+    ocsp_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.dns_names and not self.ip_addresses:
@@ -59,6 +63,9 @@ class IssueRequest:
         if not self.ekus or any(name not in EKU_OIDS for name in self.ekus):
             raise ValueError(f"ekus must be a non-empty subset of {sorted(EKU_OIDS)}")
         check_serial(self.serial)
+        for url in (self.crl_url, self.ocsp_url):
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError("revocation pointers must be http(s) URLs")
 
 
 @dataclass(frozen=True)
@@ -173,9 +180,36 @@ def build_leaf(
             critical=False,
         )
     )
+    if request.crl_url is not None:
+        builder = builder.add_extension(crl_distribution_points(request.crl_url), critical=False)
+    if request.ocsp_url is not None:
+        builder = builder.add_extension(authority_info_access(request.ocsp_url), critical=False)
     if request.must_staple:
         # RFC 7633 §4: TLS Feature status_request ("OCSP must-staple"), non-critical.
         builder = builder.add_extension(
             x509.TLSFeature([x509.TLSFeatureType.status_request]), critical=False
         )
     return builder
+
+
+def crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
+    """RFC 5280 §4.2.1.13, non-critical: one point, a fullName URI, no reasons, no
+    cRLIssuer (the issuer signs its own CRL)."""
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])
+
+
+def authority_info_access(ocsp_url: str) -> x509.AuthorityInformationAccess:
+    """RFC 5280 §4.2.2.1, non-critical: the OCSP responder (RFC 6960 §3.1 id-ad-ocsp)."""
+    return x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+            )
+        ]
+    )

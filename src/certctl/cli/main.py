@@ -9,7 +9,7 @@ from collections.abc import MutableMapping, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from certctl.cli import ari_cmds, cert_cmds, eab_cmds, profile_cmds, serve_cmds
+from certctl.cli import ari_cmds, cert_cmds, eab_cmds, pki_cmds, profile_cmds, serve_cmds
 from certctl.config import ConfigError, Settings, load_settings
 from certctl.domain.errors import AcmeError
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert_cmds.register(sub, _common)
     eab_cmds.register(sub, _common)
     ari_cmds.register(sub, _common)
+    pki_cmds.register(sub, _common)
     return parser
 
 

@@ -77,6 +77,25 @@ class Metrics:
             ["type", "outcome"],
             registry=self.registry,
         )
+        # The relying-party routes (/.well-known/pki): CRL downloads, OCSP answers by what
+        # they said, CRLs signed, and requests refused by the per-client rate limit.
+        self.pki_crl_requests = Counter(
+            "certctl_pki_crl_requests", "CRL requests", registry=self.registry
+        )
+        self.pki_ocsp_requests = Counter(
+            "certctl_pki_ocsp_requests",
+            "OCSP requests by answer (good, revoked, unauthorized, malformed, internal)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.pki_crl_generations = Counter(
+            "certctl_pki_crl_generations", "CRLs signed and stored", registry=self.registry
+        )
+        self.pki_rate_limited = Counter(
+            "certctl_pki_rate_limited",
+            "PKI requests refused with 429 by the per-client rate limit",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "certctl_acme_request_duration_seconds",
             "ACME request latency by endpoint",
@@ -105,6 +124,9 @@ class Metrics:
             self.gc_counters["run_failures"].inc()
         for name, amount in counts.items():
             self.gc_counters[name].inc(amount)
+
+    def crl_generated(self, _issuer_id: str) -> None:
+        self.pki_crl_generations.inc()
 
     def validation(self, challenge_type: str, outcome: str) -> None:
         self.validations.labels(challenge_type, outcome).inc()

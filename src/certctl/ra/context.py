@@ -28,6 +28,9 @@ class RAContext:
     db: Database
     clock: Clock
     settings: AcmeServerSettings
+    # Base URL of the relying-party routes (/.well-known/pki/...) that issued leaves point
+    # to (CRL distribution point, OCSP); empty: leaves carry no revocation pointers.
+    pki_base_url: str = ""
 
 
 def actor_for(account_id: str) -> str:

@@ -30,6 +30,7 @@ from certctl.policy.keys import check_subscriber_key
 from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, get_order
+from certctl.ra.pki import crl_url, ocsp_url
 from certctl.storage import accounts as account_store
 from certctl.storage import audit_log, inventory, revocations
 from certctl.storage import orders as order_store
@@ -168,6 +169,8 @@ def _sign(
                 ekus=profile.ekus,
                 must_staple=profile.must_staple,
                 serial=serial,
+                crl_url=crl_url(ctx.pki_base_url, issuer.id) if ctx.pki_base_url else None,
+                ocsp_url=ocsp_url(ctx.pki_base_url, issuer.id) if ctx.pki_base_url else None,
             )
         )
     except Exception as exc:

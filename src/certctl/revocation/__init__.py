@@ -9,6 +9,8 @@ from certctl.revocation._signing import PrivateKey
 from certctl.revocation.cache import OCSPCache
 from certctl.revocation.crl import RevokedEntry, build_crl
 from certctl.revocation.ocsp import (
+    CERT_ID_HASHES,
+    MAX_REQUEST_OCTETS,
     CertStatus,
     CertStatusRecord,
     OCSPQuery,
@@ -16,6 +18,7 @@ from certctl.revocation.ocsp import (
     build_response,
     issued_by,
     parse_request,
+    query_for_serial,
     unsigned_error,
 )
 from certctl.revocation.reasons import (
@@ -28,6 +31,8 @@ from certctl.revocation.responder import issue_responder_certificate, needs_rota
 
 __all__ = [
     "ALL_REASONS",
+    "CERT_ID_HASHES",
+    "MAX_REQUEST_OCTETS",
     "SUBSCRIBER_REASONS",
     "CertStatus",
     "CertStatusRecord",
@@ -44,5 +49,6 @@ __all__ = [
     "needs_rotation",
     "parse_reason",
     "parse_request",
+    "query_for_serial",
     "unsigned_error",
 ]

@@ -46,6 +46,9 @@ _CERT_ID_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+# The names above, for callers that keep one answer per CertID hash (a response repeats the
+# request's CertID, so a SHA-1 answer cannot serve a SHA-256 request).
+CERT_ID_HASHES: frozenset[str] = frozenset(_CERT_ID_HASHES)
 # Request extensions we understand; RFC 6960 §4.4: an unknown critical one is an error.
 _KNOWN_REQUEST_EXTENSIONS = frozenset(
     {OCSPExtensionOID.NONCE, OCSPExtensionOID.ACCEPTABLE_RESPONSES}
@@ -152,6 +155,25 @@ def unsigned_error(status: OCSPResponseStatus) -> bytes:
         raise ValueError("a successful response must be signed")
     response = ocsp.OCSPResponseBuilder.build_unsuccessful(status)
     return response.public_bytes(serialization.Encoding.DER)
+
+
+def query_for_serial(
+    issuer_cert: x509.Certificate, serial: int, hash_algorithm: str = "sha1"
+) -> OCSPQuery:
+    """The query an RFC 5019 client would send for ``serial`` of ``issuer_cert`` (SHA-1
+    CertID by default, RFC 5019 §2.1.1), without a nonce: for lookups by serial alone."""
+    if hash_algorithm not in _CERT_ID_HASHES:
+        raise ValueError(f"CertID hash {hash_algorithm} is not supported")
+    if serial <= 0:
+        raise ValueError("serial numbers are positive")
+    algorithm = _CERT_ID_HASHES[hash_algorithm]()
+    return OCSPQuery(
+        serial=serial,
+        issuer_name_hash=_digest(algorithm, issuer_cert.subject.public_bytes()),
+        issuer_key_hash=_digest(algorithm, subject_public_key_bits(issuer_cert)),
+        hash_algorithm=hash_algorithm,
+        nonce=None,
+    )
 
 
 def issued_by(query: OCSPQuery, issuer_cert: x509.Certificate) -> bool:

@@ -121,6 +121,14 @@ def get_crl(conn: Connection, issuer_id: str) -> CrlState | None:
     return CrlState(row.issuer_id, row.crl_number, row.this_update, row.next_update, bytes(row.der))
 
 
+def crl_number(conn: Connection, issuer_id: str) -> int | None:
+    """The stored CRL's number without its DER: enough to tell whether a copy is current."""
+    value = conn.execute(
+        select(crl_state.c.crl_number).where(crl_state.c.issuer_id == issuer_id)
+    ).scalar()
+    return None if value is None else int(value)
+
+
 def next_crl_number(conn: Connection, issuer_id: str) -> int:
     """The number for the CRL being built; call inside the transaction that stores it, under
     a row lock (PostgreSQL) or the database lock (SQLite), so numbers strictly increase."""
