@@ -8,6 +8,7 @@ cap before reading, the thread hop, error rendering, metrics.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ ROUTES: tuple[tuple[str, str, dict[str, h.Handler]], ...] = (
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 JOSE = "application/jose+json"
+BODY_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise AcmeError(ProblemType.MALFORMED, f"request body over {limit} bytes", status=413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise AcmeError(ProblemType.MALFORMED, f"request body over {limit} bytes", status=413)
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # A client that trickles its body is cut off: the body must arrive in time.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise AcmeError(
+                        ProblemType.MALFORMED, f"request body over {limit} bytes", status=413
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise AcmeError(ProblemType.MALFORMED, "request body too slow", status=408) from None
     return b"".join(chunks)
 
 
