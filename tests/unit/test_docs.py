@@ -13,6 +13,7 @@ from prometheus_client import generate_latest
 from certctl.cli.main import build_parser
 from certctl.config import ENV_VARS, ConfigError, Settings, load_settings
 from certctl.observability.metrics import ACME_OPS, Metrics
+from certctl.pki.routes import ROUTES as PKI_ROUTES
 from certctl.wfe.routes import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +187,16 @@ def test_every_route_is_in_the_endpoint_table() -> None:
         for method in methods:
             assert method in rows[0].split("|")[1], (path, method)
     assert "/acme/profile/<profile-id>/" in body
+
+
+def test_every_pki_route_is_in_the_endpoint_table() -> None:
+    body = section(text(REFERENCE), "Endpoints")
+    for path, _, methods in PKI_ROUTES:
+        shown = re.sub(r"\{([a-z_]+)(?::path)?\}", lambda m: f"<{m[1].replace('_', '-')}>", path)
+        rows = [line for line in body.splitlines() if f"| `{shown}` |" in line]
+        assert len(rows) == 1, shown
+        for method in methods:
+            assert method in rows[0].split("|")[1], (shown, method)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
