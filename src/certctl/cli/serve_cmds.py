@@ -70,10 +70,11 @@ def cmd_ca_root(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shared_metrics_dir(settings: Settings) -> None:
-    """Fresh per start: stale files from a previous run would add old counts."""
-    path = settings.data_dir / "metrics"
+    """Fresh per start (stale files would add old counts), and one per listener, so several
+    replicas sharing a data directory never wipe or sum each other's metrics."""
+    path = settings.data_dir / "metrics" / f"{settings.listen_host}-{settings.listen_port}"
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(mode=0o700)
+    path.mkdir(mode=0o700, parents=True)
     os.environ[MULTIPROC_ENV] = str(path.resolve())
 
 
