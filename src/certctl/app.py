@@ -18,6 +18,7 @@ from starlette.routing import Route
 from certctl.acme.nonce import NonceCodec
 from certctl.bootstrap import Runtime, open_runtime
 from certctl.config import Settings, ValidationSettings, load_settings
+from certctl.domain.model import Account
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
 from certctl.pki import PkiState, pki_routes
@@ -46,9 +47,7 @@ def build_app(runtime: Runtime) -> Starlette:
     validator = Validator(
         va=va,
         caa_identities=settings.acme.caa_identities,
-        account_url=lambda account: (
-            f"{external_url(settings)}/acme/profile/{account.profile_id}/account/{account.id}"
-        ),
+        account_urls=lambda account: account_urls(settings, account),
         observe=metrics.validation,
     )
     # Issued leaves point relying parties at this server's CRL and OCSP routes.
@@ -125,6 +124,16 @@ def build_va(validation: ValidationSettings) -> ValidationAuthority:
             tlsalpn01_concurrency=validation.tlsalpn01_concurrency,
         )
     )
+
+
+def account_urls(settings: Settings, account: Account) -> tuple[str, ...]:
+    """Every URL the account is known by (RFC 8657 accounturi): its profile's family and,
+    when its profile is the default one, the /acme shorthand."""
+    base = external_url(settings)
+    urls = [f"{base}/acme/profile/{account.profile_id}/account/{account.id}"]
+    if account.profile_id == settings.acme.default_profile_id:
+        urls.append(f"{base}/acme/account/{account.id}")
+    return tuple(urls)
 
 
 def external_url(settings: Settings) -> str:

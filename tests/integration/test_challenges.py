@@ -715,16 +715,7 @@ def test_caa_is_checked_again_at_finalize_once_the_validation_is_stale(
     "family",
     [
         pytest.param(CHAL_CAA, id="profile-urls"),
-        pytest.param(
-            DEFAULT,
-            id="shorthand-urls",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="server bug: CAA accounturi is compared with the /acme/profile/<id>/"
-                "account/<id> URL only, never with the /acme/account/<id> URL a client "
-                "registered through the shorthand directory was given",
-            ),
-        ),
+        pytest.param(DEFAULT, id="shorthand-urls"),
     ],
 )
 def test_caa_accounturi_names_the_account_url_the_client_was_given(

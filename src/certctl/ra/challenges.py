@@ -45,7 +45,7 @@ class Validator:
 
     va: ValidationAuthority
     caa_identities: tuple[str, ...]
-    account_url: Callable[[Account], str]
+    account_urls: Callable[[Account], tuple[str, ...]]
     observe: Observer
 
 
@@ -133,7 +133,7 @@ def _with_caa(
         validator.va.check_caa(
             authz.identifier,
             ca_identities=validator.caa_identities,
-            account_uri=validator.account_url(account),
+            account_uris=validator.account_urls(account),
             method=challenge.type,
         )
     )
@@ -200,7 +200,7 @@ def check_caa_at_finalize(
             validator.va.check_caa(
                 authz.identifier,
                 ca_identities=validator.caa_identities,
-                account_uri=validator.account_url(account),
+                account_uris=validator.account_urls(account),
                 method=method,
             )
         )

@@ -107,7 +107,7 @@ class ValidationAuthority:
         identifier: Identifier,
         *,
         ca_identities: tuple[str, ...],
-        account_uri: str,
+        account_uris: tuple[str, ...],
         method: str,
     ) -> AcmeError | None:
         """RFC 8659/8657 CAA for one identifier through the VA's resolver, time-bounded."""
@@ -119,7 +119,7 @@ class ValidationAuthority:
                     self.resolver,
                     identifier.value,
                     ca_identities=ca_identities,
-                    account_uri=account_uri,
+                    account_uris=account_uris,
                     method=method,
                     wildcard=identifier.is_wildcard,
                 )

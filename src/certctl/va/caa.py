@@ -34,7 +34,7 @@ async def check_caa(
     name: str,
     *,
     ca_identities: tuple[str, ...],
-    account_uri: str,
+    account_uris: tuple[str, ...],
     method: str,
     wildcard: bool,
 ) -> AcmeError | None:
@@ -50,7 +50,7 @@ async def check_caa(
     if found is None:
         return None  # RFC 8659 §4: no CAA RRset anywhere up the tree, no restriction
     owner, records = found
-    return decide(owner, records, ca_identities, account_uri, method, wildcard)
+    return decide(owner, records, ca_identities, account_uris, method, wildcard)
 
 
 async def relevant_rrset(resolver: Resolver, name: str) -> tuple[str, list[CAARecord]] | None:
@@ -68,7 +68,7 @@ def decide(
     owner: str,
     records: list[CAARecord],
     ca_identities: tuple[str, ...],
-    account_uri: str,
+    account_uris: tuple[str, ...],
     method: str,
     wildcard: bool,
 ) -> AcmeError | None:
@@ -85,21 +85,25 @@ def decide(
     if not relevant:
         return None  # only iodef or unknown non-critical tags: no restriction (§4.2)
     identities = {identity.lower() for identity in ca_identities}
-    if any(_authorizes(r.value, identities, account_uri, method) for r in relevant):
+    if any(_authorizes(r.value, identities, account_uris, method) for r in relevant):
         return None
     kind = "issuewild" if relevant is issuewild else "issue"
     return _caa_error(f"CAA {kind} records at {owner} do not authorise this CA to issue")
 
 
-def _authorizes(value: str, identities: set[str], account_uri: str, method: str) -> bool:
+def _authorizes(
+    value: str, identities: set[str], account_uris: tuple[str, ...], method: str
+) -> bool:
     parsed = parse_issue_value(value)
     if parsed is None:
         return False
     domain, params = parsed
     if not domain or domain.lower() not in identities:
         return False  # ";" alone (RFC 8659 §4.2) or another CA
-    # RFC 8657 §3: accounturi must equal the account URI exactly.
-    if "accounturi" in params and params["accounturi"] != account_uri:
+    # RFC 8657 §3: accounturi must equal the account URI exactly. An account has one URL
+    # per URL family it can be reached by (per-profile and, for the default profile, the
+    # /acme shorthand); the one the client was given is among them.
+    if "accounturi" in params and params["accounturi"] not in account_uris:
         return False
     # RFC 8657 §4: a comma-separated list of ACME challenge types.
     if "validationmethods" in params:

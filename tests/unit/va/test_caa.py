@@ -31,7 +31,7 @@ async def caa(
         resolver or FakeResolver(caa_records=records),
         name,
         ca_identities=identities,
-        account_uri=ACCOUNT,
+        account_uris=(ACCOUNT,),
         method=method,
         wildcard=wildcard,
     )
@@ -182,7 +182,7 @@ def test_parse_issue_value(value: str, expected: tuple[str, dict[str, str]] | No
 async def test_authority_check_caa_uses_its_resolver() -> None:
     resolver = FakeResolver(caa_records={"site.example": [issue("other.example")]})
     va = ValidationAuthority(VASettings(), resolver=resolver)
-    kwargs = {"ca_identities": (CA,), "account_uri": ACCOUNT, "method": "dns-01"}
+    kwargs = {"ca_identities": (CA,), "account_uris": (ACCOUNT,), "method": "dns-01"}
     denied(await va.check_caa(Identifier("dns", "*.site.example"), **kwargs))  # type: ignore[arg-type]
     assert await va.check_caa(Identifier("ip", "192.0.2.1"), **kwargs) is None  # type: ignore[arg-type]
     slow = ValidationAuthority(VASettings(timeout=0.1), resolver=FakeResolver(delay=1))
