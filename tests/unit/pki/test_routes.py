@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import urllib.parse
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
