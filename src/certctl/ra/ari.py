@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from certctl.acme.ari import Window, parse_cert_id, renewal_window
+from certctl.acme.ari import Window, encode_cert_id, parse_cert_id, renewal_window
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found, unauthorized
 from certctl.domain.model import Account, CertificateVersion, Identifier, Order
 from certctl.domain.serials import canonical_serial
@@ -59,6 +59,16 @@ def replaced_version(
     if version.replaced_by_order_id is not None:
         raise AcmeError(ProblemType.ALREADY_REPLACED, "that certificate was already replaced")
     return version
+
+
+def replaces_id(ctx: RAContext, version_id: str) -> str | None:
+    """The renewalInfo identifier of the version an order replaces: what the client sent
+    (parse_cert_id accepts only the canonical spelling, so encoding gives it back)."""
+    with ctx.db.read() as conn:
+        version = inventory.get_version(conn, version_id)
+    if version is None or not version.aki:
+        return None
+    return encode_cert_id(bytes.fromhex(version.aki), int(version.serial, 16))
 
 
 def claim_replacement(conn: Connection, version: CertificateVersion, order: Order) -> None:

@@ -41,6 +41,7 @@ _RFC3339 = re.compile(
 class OrderView:
     order: Order
     status: OrderStatus
+    replaces: str | None = None  # RFC 9773 §5: the renewalInfo id, reflected on every read
 
 
 def _parse_time(payload: dict[str, Any], name: str) -> datetime | None:
@@ -229,7 +230,9 @@ def get_order(ctx: RAContext, account: Account, order_id: str) -> OrderView:
     order, authz_rows = found
     now = ctx.clock()
     effective = [authz_effective_status(s, exp, now) for s, exp in authz_rows]
-    return OrderView(order, order_status(order.stored_status, effective, order.expires_at, now))
+    status = order_status(order.stored_status, effective, order.expires_at, now)
+    replaces = ari.replaces_id(ctx, order.replaces) if order.replaces else None
+    return OrderView(order, status, replaces)
 
 
 def list_orders(

@@ -59,6 +59,8 @@ def order(urls: AcmeUrls, view: OrderView) -> dict[str, Any]:
         doc["notBefore"] = rfc3339(o.not_before)
     if o.not_after is not None:
         doc["notAfter"] = rfc3339(o.not_after)
+    if view.replaces is not None:
+        doc["replaces"] = view.replaces  # RFC 9773 §5: MUST be reflected
     if view.status is OrderStatus.VALID and o.certificate_id:
         doc["certificate"] = urls.certificate(o.certificate_id)
     if view.status is OrderStatus.INVALID and o.error:

@@ -147,6 +147,7 @@ def test_ocsp_get_base64_forms(world: World, client: Client) -> None:
     forms = {
         "raw": text,
         "percent-encoded": urllib.parse.quote(text, safe=""),
+        "percent-encoded twice": urllib.parse.quote(urllib.parse.quote(text, safe=""), safe=""),
         "url-safe, unpadded": text.replace("+", "-").replace("/", "_").rstrip("="),
     }
     answers = []
