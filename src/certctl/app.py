@@ -25,7 +25,14 @@ from certctl.pki import PkiState, pki_routes
 from certctl.ra import RegistrationAuthority, gc
 from certctl.ra.challenges import Validator
 from certctl.ra.pki import PkiService, refresh_tick
-from certctl.ratelimit import TokenBucketLimiter
+from certctl.ra.ratelimits import OverrideCache, RateLimits
+from certctl.ratelimit import (
+    FailoverStore,
+    LimitStore,
+    MemoryGcraStore,
+    RedisGcraStore,
+    TokenBucketLimiter,
+)
 from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
 from certctl.va import ValidationAuthority, VASettings
@@ -52,7 +59,15 @@ def build_app(runtime: Runtime) -> Starlette:
     )
     # Issued leaves point relying parties at this server's CRL and OCSP routes.
     ctx = dataclasses.replace(runtime.ra_context, pki_base_url=pki_base_url(settings))
-    ra = RegistrationAuthority(ctx, runtime.ca, codec, validator)
+    store, redis_store = rate_limit_store(settings, metrics)
+    limits = RateLimits(
+        settings.acme.rate_limits,
+        store,
+        overrides=OverrideCache(runtime.db),
+        clock=lambda: runtime.clock().timestamp(),
+        on_trip=metrics.ratelimit_trip,
+    )
+    ra = RegistrationAuthority(ctx, runtime.ca, codec, validator, limits=limits)
     pki = PkiService(
         ctx,
         runtime.ca,
@@ -90,6 +105,8 @@ def build_app(runtime: Runtime) -> Starlette:
                 job.stop()
             await va.drain(settings.acme.validation.timeout.total_seconds())
             va.close()
+            if redis_store is not None:
+                redis_store.close()
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -157,6 +174,18 @@ def pki_limiter(settings: Settings) -> TokenBucketLimiter | None:
     if rate <= 0:
         return None
     return TokenBucketLimiter(rate, settings.acme.pki_rate_limit_burst)
+
+
+def rate_limit_store(
+    settings: Settings, metrics: Metrics
+) -> tuple[LimitStore, RedisGcraStore | None]:
+    """The ACME limits' store: this process's memory, or Redis (CERTCTL_REDIS_URL) shared by
+    every replica, falling back to memory while Redis is down (fail open, per process)."""
+    local = MemoryGcraStore()
+    if not settings.redis_url:
+        return local, None
+    shared = RedisGcraStore.from_url(settings.redis_url)
+    return FailoverStore(shared, local, on_error=metrics.ratelimit_store_error), shared
 
 
 def app_from_env() -> Starlette:

@@ -23,6 +23,7 @@ from certctl.domain.model import AuthMode
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _INT = re.compile(r"^-?[0-9]+$", re.ASCII)
+_REDIS_URL = re.compile(r"^(?:rediss?://[^\s/]|unix:///?[^\s])\S*$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -104,6 +105,14 @@ def _database_url(name: str, text: str) -> str:
     return value
 
 
+def _redis_url(name: str, text: str) -> str:
+    """``redis://``, ``rediss://`` (TLS) or ``unix://``; never echoed (it may hold a password)."""
+    value = text.strip()
+    if value and not _REDIS_URL.match(value):
+        raise ConfigError(f"{name}: not a Redis URL (redis://host:6379/0, rediss://, unix://)")
+    return value
+
+
 @dataclass(frozen=True)
 class ValidationSettings:
     """Challenge validation (RFC 8555 §8, RFC 8737, RFC 8738), CAA and authz reuse."""
@@ -120,6 +129,18 @@ class ValidationSettings:
     authz_reuse: bool = True
     caa_recheck_after: timedelta = timedelta(hours=8)
     retry_after: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """ACME rate limits (design notes, Phase 5); each 0 turns that limit off. Overrides per
+    account and per profile (``certctl ratelimit``) take precedence over these."""
+
+    orders_per_hour: int = 100  # per account
+    concurrent_orders: int = 5  # open orders per account, counted in the database
+    key_change_per_hour: int = 5  # per account
+    challenge_responds_per_hour: int = 60  # per challenge
+    new_accounts_per_ip_per_hour: int = 50  # per client address (IPv6 by /64)
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,7 @@ class AcmeServerSettings:
     pki_rate_limit_burst: int = 100
     gc_interval: timedelta = timedelta(minutes=1)  # zero turns the GC loop off
     validation: ValidationSettings = field(default_factory=ValidationSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,8 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8443
     database_url: str = ""
+    # Shared rate-limit store for a fleet; empty: limits are kept in each process's memory.
+    redis_url: str = ""
     plain_http: bool = False
     workers: int = 1
     ca_key_type: str = "ecdsa-p256"
@@ -215,6 +239,12 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_PKI_RATE_LIMIT_PER_SECOND",
     "CERTCTL_PKI_RATE_LIMIT_BURST",
     "CERTCTL_ACME_SERVER_GC_INTERVAL",
+    "CERTCTL_ACME_SERVER_RATE_LIMIT_ORDERS_PER_HOUR",
+    "CERTCTL_ACME_SERVER_RATE_LIMIT_CONCURRENT_ORDERS",
+    "CERTCTL_ACME_SERVER_RATE_LIMIT_KEY_CHANGE_PER_HOUR",
+    "CERTCTL_ACME_SERVER_RATE_LIMIT_CHALLENGE_RESPONDS_PER_HOUR",
+    "CERTCTL_ACME_SERVER_RATE_LIMIT_NEW_ACCOUNTS_PER_IP_PER_HOUR",
+    "CERTCTL_REDIS_URL",
 )
 
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -242,6 +272,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         listen_host=host,
         listen_port=port,
         database_url=_database_url("CERTCTL_DATABASE_URL", get("CERTCTL_DATABASE_URL")),
+        redis_url=_redis_url("CERTCTL_REDIS_URL", get("CERTCTL_REDIS_URL")),
         plain_http=_bool("CERTCTL_PLAIN_HTTP", get("CERTCTL_PLAIN_HTTP", "false")),
         workers=_int("CERTCTL_WORKERS", get("CERTCTL_WORKERS", "1"), 1, 64),
         ca_key_type=key_type,
@@ -305,6 +336,25 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
             "CERTCTL_PKI_RATE_LIMIT_BURST", get("CERTCTL_PKI_RATE_LIMIT_BURST", "100"), 1, 1_000_000
         ),
         validation=_validation_settings(get, prefix),
+        rate_limits=_rate_limit_settings(get, prefix + "RATE_LIMIT_"),
+    )
+
+
+def _rate_limit_settings(get: _Getter, prefix: str) -> RateLimitSettings:
+    def limit(name: str, default: int) -> int:
+        return _int(prefix + name, get(prefix + name, str(default)), 0, 1_000_000)
+
+    d = RateLimitSettings()
+    return RateLimitSettings(
+        orders_per_hour=limit("ORDERS_PER_HOUR", d.orders_per_hour),
+        concurrent_orders=limit("CONCURRENT_ORDERS", d.concurrent_orders),
+        key_change_per_hour=limit("KEY_CHANGE_PER_HOUR", d.key_change_per_hour),
+        challenge_responds_per_hour=limit(
+            "CHALLENGE_RESPONDS_PER_HOUR", d.challenge_responds_per_hour
+        ),
+        new_accounts_per_ip_per_hour=limit(
+            "NEW_ACCOUNTS_PER_IP_PER_HOUR", d.new_accounts_per_ip_per_hour
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from certctl.config import (
     ENV_VARS,
     AcmeServerSettings,
     ConfigError,
+    RateLimitSettings,
     Settings,
     ValidationSettings,
     is_valid_profile_id,
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "listen_host": "127.0.0.1",
     "listen_port": 8443,
     "database_url": "",
+    "redis_url": "",
     "plain_http": False,
     "workers": 1,
     "ca_key_type": "ecdsa-p256",
@@ -86,6 +88,11 @@ DEFAULTS: dict[str, Any] = {
     "acme.validation.authz_reuse": True,
     "acme.validation.caa_recheck_after": timedelta(hours=8),
     "acme.validation.retry_after": timedelta(seconds=1),
+    "acme.rate_limits.orders_per_hour": 100,
+    "acme.rate_limits.concurrent_orders": 5,
+    "acme.rate_limits.key_change_per_hour": 5,
+    "acme.rate_limits.challenge_responds_per_hour": 60,
+    "acme.rate_limits.new_accounts_per_ip_per_hour": 50,
 }
 
 
@@ -99,8 +106,10 @@ def test_empty_environment_gives_every_default() -> None:
 
 def test_defaults_cover_every_field() -> None:
     names = {f.name for f in fields(Settings) if f.name != "acme"}
-    names |= {f"acme.{f.name}" for f in fields(AcmeServerSettings) if f.name != "validation"}
+    nested = {"validation", "rate_limits"}
+    names |= {f"acme.{f.name}" for f in fields(AcmeServerSettings) if f.name not in nested}
     names |= {f"acme.validation.{f.name}" for f in fields(ValidationSettings)}
+    names |= {f"acme.rate_limits.{f.name}" for f in fields(RateLimitSettings)}
     assert names == set(DEFAULTS)
 
 
@@ -166,6 +175,22 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "0", "acme.pki_rate_limit_per_second", 0),
     ("CERTCTL_PKI_RATE_LIMIT_BURST", "7", "acme.pki_rate_limit_burst", 7),
     (ACME + "GC_INTERVAL", "0", "acme.gc_interval", timedelta(0)),
+    (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "0", "acme.rate_limits.orders_per_hour", 0),
+    (ACME + "RATE_LIMIT_CONCURRENT_ORDERS", "50", "acme.rate_limits.concurrent_orders", 50),
+    (ACME + "RATE_LIMIT_KEY_CHANGE_PER_HOUR", "1", "acme.rate_limits.key_change_per_hour", 1),
+    (
+        ACME + "RATE_LIMIT_CHALLENGE_RESPONDS_PER_HOUR",
+        "1000000",
+        "acme.rate_limits.challenge_responds_per_hour",
+        1_000_000,
+    ),
+    (
+        ACME + "RATE_LIMIT_NEW_ACCOUNTS_PER_IP_PER_HOUR",
+        " 7 ",
+        "acme.rate_limits.new_accounts_per_ip_per_hour",
+        7,
+    ),
+    ("CERTCTL_REDIS_URL", "redis://127.0.0.1:6379/0", "redis_url", "redis://127.0.0.1:6379/0"),
 ]
 EXPECTED_SPECIAL: dict[str, Any] = {
     "CERTCTL_DATABASE_URL": "postgresql+psycopg://u@db/certctl",
@@ -310,6 +335,16 @@ BAD: list[tuple[str, str]] = [
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "-1"),
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "2.5"),
     ("CERTCTL_PKI_RATE_LIMIT_BURST", "0"),
+    (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "-1"),
+    (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "100/h"),
+    (ACME + "RATE_LIMIT_CONCURRENT_ORDERS", "1000001"),
+    (ACME + "RATE_LIMIT_KEY_CHANGE_PER_HOUR", "five"),
+    (ACME + "RATE_LIMIT_CHALLENGE_RESPONDS_PER_HOUR", "1e3"),
+    (ACME + "RATE_LIMIT_NEW_ACCOUNTS_PER_IP_PER_HOUR", "-50"),
+    ("CERTCTL_REDIS_URL", "127.0.0.1:6379"),
+    ("CERTCTL_REDIS_URL", "http://127.0.0.1:6379"),
+    ("CERTCTL_REDIS_URL", "redis://"),
+    ("CERTCTL_REDIS_URL", "redis://a b"),
 ]
 
 
@@ -322,6 +357,24 @@ def test_bad_values_raise_config_error_naming_the_variable(name: str, text: str)
 def test_database_url_error_does_not_echo_credentials() -> None:
     err = error(CERTCTL_DATABASE_URL="mysql://admin:hunter2@db/certctl")
     assert "hunter2" not in str(err)
+
+
+def test_redis_url_error_does_not_echo_credentials() -> None:
+    err = error(CERTCTL_REDIS_URL="http://:hunter2@cache:6379/0")
+    assert "hunter2" not in str(err)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://:secret@cache.internal:6380/15",
+        "rediss://cache.example:6380",
+        "unix:///run/redis/redis.sock?db=2",
+    ],
+)
+def test_redis_url_forms(url: str) -> None:
+    assert settings(CERTCTL_REDIS_URL=url).redis_url == url
 
 
 def test_range_limits_are_inclusive() -> None:

@@ -9,7 +9,15 @@ from collections.abc import MutableMapping, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from certctl.cli import ari_cmds, cert_cmds, eab_cmds, pki_cmds, profile_cmds, serve_cmds
+from certctl.cli import (
+    ari_cmds,
+    cert_cmds,
+    eab_cmds,
+    pki_cmds,
+    profile_cmds,
+    ratelimit_cmds,
+    serve_cmds,
+)
 from certctl.config import ConfigError, Settings, load_settings
 from certctl.domain.errors import AcmeError
 
@@ -34,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     eab_cmds.register(sub, _common)
     ari_cmds.register(sub, _common)
     pki_cmds.register(sub, _common)
+    ratelimit_cmds.register(sub, _common)
     return parser
 
 

@@ -96,6 +96,19 @@ class Metrics:
             "PKI requests refused with 429 by the per-client rate limit",
             registry=self.registry,
         )
+        # ACME rate limits: requests refused by each limit, and failed calls to the shared
+        # rate-limit store (Redis), each answered from the process's own store instead.
+        self.ratelimit_trips = Counter(
+            "certctl_ratelimit_trips",
+            "ACME requests refused with rateLimited, by limit",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.ratelimit_store_errors = Counter(
+            "certctl_ratelimit_store_errors",
+            "Failed calls to the shared rate-limit store (limits then hold per process)",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "certctl_acme_request_duration_seconds",
             "ACME request latency by endpoint",
@@ -130,6 +143,12 @@ class Metrics:
 
     def validation(self, challenge_type: str, outcome: str) -> None:
         self.validations.labels(challenge_type, outcome).inc()
+
+    def ratelimit_trip(self, limit: str) -> None:
+        self.ratelimit_trips.labels(limit).inc()
+
+    def ratelimit_store_error(self) -> None:
+        self.ratelimit_store_errors.inc()
 
     def event(self, name: str) -> None:
         self.events[name].inc()

@@ -14,6 +14,7 @@ from certctl.domain.lifecycle import require_transition
 from certctl.domain.model import Account, AccountStatus, Profile
 from certctl.ra import eab
 from certctl.ra.context import RAContext, actor_for, new_id
+from certctl.ra.ratelimits import RateLimits
 from certctl.storage import accounts as store
 from certctl.storage import audit_log, revocations
 from certctl.storage import orders as order_store
@@ -50,9 +51,16 @@ def _optional_bool(payload: dict[str, Any], name: str) -> bool:
 
 
 def new_account(
-    ctx: RAContext, profile: Profile, jwk: PublicJWK, payload: dict[str, Any], url: str
+    ctx: RAContext,
+    profile: Profile,
+    jwk: PublicJWK,
+    payload: dict[str, Any],
+    url: str,
+    limits: RateLimits | None = None,
+    client_address: str | None = None,
 ) -> tuple[Account, bool]:
-    """Returns (account, created). An existing key returns its account (§7.3.1)."""
+    """Returns (account, created). An existing key returns its account (§7.3.1); only a
+    created account counts against the client address's new-accounts limit."""
     only_existing = _optional_bool(payload, "onlyReturnExisting")
     with ctx.db.read() as conn:
         existing = store.get_by_thumbprint(conn, profile.id, jwk.thumbprint)
@@ -70,6 +78,7 @@ def new_account(
         # RFC 8555 §7.3: with a ToS in the directory, registration requires agreement.
         raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
     binding = eab.check_binding(ctx, profile, jwk, payload.get("externalAccountBinding"), url)
+    (limits or RateLimits.disabled()).new_account(client_address, profile.id)
     account = Account(
         id=new_id("acct-"),
         profile_id=profile.id,

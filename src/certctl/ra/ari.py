@@ -26,17 +26,25 @@ def _version(ctx: RAContext, cert_id: str) -> CertificateVersion:
 
 
 def renewal_info(ctx: RAContext, cert_id: str) -> Window:
-    version = _version(ctx, cert_id)
+    return _window(ctx, _version(ctx, cert_id), ctx.clock())
+
+
+def _window(ctx: RAContext, version: CertificateVersion, now: datetime) -> Window:
     with ctx.db.read() as conn:
         profile = inventory.get_profile(conn, version.profile_id)
     return renewal_window(
         not_before=version.not_before,
         not_after=version.not_after,
-        now=ctx.clock(),
+        now=now,
         policy_days=profile.renewal_window_days if profile else None,
         revoked=version.status == "revoked",
         shifted_end=version.ari_window_end,
     )
+
+
+def renewal_due(ctx: RAContext, version: CertificateVersion, now: datetime) -> bool:
+    """The certificate's suggested window (what renewalInfo answers) has begun."""
+    return now >= _window(ctx, version, now).start
 
 
 def replaced_version(

@@ -29,6 +29,7 @@ from certctl.domain.model import (
 )
 from certctl.ra.context import RAContext, actor_for
 from certctl.ra.orders import get_challenge
+from certctl.ra.ratelimits import RateLimits
 from certctl.storage import accounts as account_store
 from certctl.storage import audit_log, inventory
 from certctl.storage import orders as store
@@ -50,9 +51,20 @@ class Validator:
 
 
 def respond(
-    ctx: RAContext, validator: Validator | None, account: Account, challenge_id: str
+    ctx: RAContext,
+    validator: Validator | None,
+    account: Account,
+    challenge_id: str,
+    limits: RateLimits | None = None,
+    *,
+    poll: bool = False,
 ) -> tuple[Challenge, Authorization]:
+    """``poll``: a POST-as-GET, which reads the challenge; only a response (``{}``) counts
+    against the challenge's responses-per-hour limit."""
     challenge, authz = get_challenge(ctx, account, challenge_id)
+    if not poll:
+        limits = limits or RateLimits.disabled()
+        limits.challenge_respond(challenge.id, account.id, account.profile_id)
     if challenge.status is not ChallengeStatus.PENDING or authz.status is not AuthzStatus.PENDING:
         return challenge, authz  # RFC 8555 §7.5.1: responding again changes nothing
     if validator is None:

@@ -19,6 +19,7 @@ from certctl.acme.jws import parse_jws, verify_jws
 from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
 from certctl.domain.model import Account
 from certctl.ra.context import RAContext, actor_for
+from certctl.ra.ratelimits import RateLimits
 from certctl.storage import accounts as store
 from certctl.storage import audit_log, revocations
 
@@ -35,6 +36,7 @@ def key_change(
     outer_url: str,
     inner_body: bytes,
     url_of: Any,
+    limits: RateLimits | None = None,
 ) -> Account:
     inner = parse_jws(inner_body, require_nonce=False)
     if inner.jwk is None or inner.kid is not None:
@@ -61,6 +63,7 @@ def key_change(
         other = store.get_by_thumbprint(conn, account.profile_id, new.thumbprint)
     if other is not None:
         raise _conflict("the new key already belongs to an account", url_of(other.id))
+    (limits or RateLimits.disabled()).key_change(account.id, account.profile_id)
     new_json = json.dumps(new.to_dict(), sort_keys=True, separators=(",", ":"))
     try:
         with ctx.db.write() as conn:

@@ -26,6 +26,7 @@ from certctl.domain.policy import IdentifierPolicy
 from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
+from certctl.ra.ratelimits import RateLimits
 from certctl.storage import audit_log
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
@@ -84,7 +85,11 @@ def check_validity_request(
 
 
 def new_order(
-    ctx: RAContext, profile: Profile, account: Account, payload: dict[str, Any]
+    ctx: RAContext,
+    profile: Profile,
+    account: Account,
+    payload: dict[str, Any],
+    limits: RateLimits | None = None,
 ) -> OrderView:
     identifiers = parse_identifiers(
         payload.get("identifiers"), max_count=profile.identifier_policy.max_identifiers
@@ -97,6 +102,8 @@ def new_order(
     check_validity_request(profile, not_before, not_after, now)
     _check_profile_choice(profile, payload)
     replaced = ari.replaced_version(ctx, account, payload, identifiers)
+    limits = limits or RateLimits.disabled()
+    renewal_due = replaced is not None and ari.renewal_due(ctx, replaced, now)
     order = Order(
         id=new_id("ord-"),
         account_id=account.id,
@@ -115,6 +122,9 @@ def new_order(
         for ident in identifiers
     ]
     with ctx.db.write() as conn:
+        # Open orders first (nothing spent when that refuses), then the hourly allowance.
+        limits.open_orders(conn, account.id, profile.id, now)
+        limits.new_order(account.id, profile.id, renewal_due=renewal_due)
         store.insert_order(conn, order, authzs)
         if replaced is not None:
             ari.claim_replacement(conn, replaced, order)

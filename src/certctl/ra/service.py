@@ -27,6 +27,7 @@ from certctl.ra import (
 )
 from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
+from certctl.ra.ratelimits import RateLimits
 from certctl.storage import nonces
 
 PROFILE_CACHE_SECONDS = 1.0
@@ -39,8 +40,12 @@ class RegistrationAuthority:
         ca: LocalCA,
         nonce_codec: NonceCodec,
         validator: challenges.Validator | None = None,
+        *,
+        limits: RateLimits | None = None,
     ) -> None:
         self.ctx = ctx
+        # ACME rate limits; the default limits nothing (tools and tests that build an RA).
+        self.limits = limits or RateLimits.disabled()
         self.ca = ca
         self.validator = validator
         # After-commit steps of the revocation pipeline (OCSP refresh, CRL regeneration).
@@ -81,9 +86,18 @@ class RegistrationAuthority:
 
     # -- accounts -----------------------------------------------------------------------
     def new_account(
-        self, profile: Profile, jwk: PublicJWK, payload: dict[str, Any], url: str
+        self,
+        profile: Profile,
+        jwk: PublicJWK,
+        payload: dict[str, Any],
+        url: str,
+        *,
+        client_address: str | None = None,
     ) -> tuple[Account, bool]:
-        return accounts.new_account(self.ctx, profile, jwk, payload, url)
+        """``client_address``: the request's peer, for the new-accounts-per-address limit."""
+        return accounts.new_account(
+            self.ctx, profile, jwk, payload, url, self.limits, client_address
+        )
 
     def account_for_kid(self, profile: Profile, account_id: str) -> Account:
         return accounts.account_for_kid(self.ctx, profile, account_id)
@@ -93,7 +107,7 @@ class RegistrationAuthority:
 
     # -- orders -------------------------------------------------------------------------
     def new_order(self, profile: Profile, account: Account, payload: dict[str, Any]) -> OrderView:
-        return orders.new_order(self.ctx, profile, account, payload)
+        return orders.new_order(self.ctx, profile, account, payload, self.limits)
 
     def order(self, account: Account, order_id: str) -> OrderView:
         return orders.get_order(self.ctx, account, order_id)
@@ -105,9 +119,11 @@ class RegistrationAuthority:
         return orders.get_authz(self.ctx, account, authz_id)
 
     def respond_challenge(
-        self, account: Account, challenge_id: str
+        self, account: Account, challenge_id: str, *, poll: bool = False
     ) -> tuple[Challenge, Authorization]:
-        return challenges.respond(self.ctx, self.validator, account, challenge_id)
+        return challenges.respond(
+            self.ctx, self.validator, account, challenge_id, self.limits, poll=poll
+        )
 
     def recover_validations(self) -> int:
         return challenges.recover_stale(self.ctx, self.validator) if self.validator else 0
@@ -137,7 +153,9 @@ class RegistrationAuthority:
         inner: bytes,
         url_of: Callable[[str], str],
     ) -> Account:
-        return keychange.key_change(self.ctx, account, account_url, outer_url, inner, url_of)
+        return keychange.key_change(
+            self.ctx, account, account_url, outer_url, inner, url_of, self.limits
+        )
 
     def revoke_cert(self, account: Account | None, jwk: PublicJWK, payload: dict[str, Any]) -> None:
         revoke_cert.revoke_cert(self.ctx, account, jwk, payload, self.revocation_hooks)

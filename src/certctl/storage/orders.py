@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, RowMapping, and_, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, exists, func, or_, select, update
 
 from certctl.domain.model import (
     Authorization,
@@ -17,7 +17,12 @@ from certctl.domain.model import (
     OrderStatus,
 )
 from certctl.storage import _json
-from certctl.storage.schema import acme_authorizations, acme_challenges, acme_orders
+from certctl.storage.schema import (
+    acme_accounts,
+    acme_authorizations,
+    acme_challenges,
+    acme_orders,
+)
 
 
 def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
@@ -133,6 +138,43 @@ def list_order_ids(
         )
     rows = conn.execute(stmt.order_by(acme_orders.c.created_at, acme_orders.c.id).limit(limit))
     return [(r.id, r.created_at) for r in rows]
+
+
+def open_orders(
+    conn: Connection, account_id: str, now: datetime, *, lock: bool = False
+) -> tuple[int, datetime | None]:
+    """The account's open orders (derived pending, ready or processing): their number and
+    the earliest expiry among them. An order whose authorization failed, was deactivated
+    or expired is invalid already, stored status or not, so it is not open.
+
+    ``lock`` takes the account row first (PostgreSQL ``FOR UPDATE``; SQLite writers are
+    serialised by ``BEGIN IMMEDIATE``), so a count and the insert after it in the same
+    transaction cannot be raced by a concurrent new-order of the same account.
+    """
+    if lock:
+        conn.execute(
+            select(acme_accounts.c.id).where(acme_accounts.c.id == account_id).with_for_update()
+        )
+    a = acme_authorizations
+    failed = exists().where(
+        a.c.order_id == acme_orders.c.id,
+        or_(
+            a.c.status.not_in([AuthzStatus.PENDING.value, AuthzStatus.VALID.value]),
+            a.c.expires_at <= now,
+        ),
+    )
+    row = conn.execute(
+        select(func.count(), func.min(acme_orders.c.expires_at)).where(
+            acme_orders.c.account_id == account_id,
+            acme_orders.c.status.in_([OrderStatus.PENDING.value, OrderStatus.PROCESSING.value]),
+            acme_orders.c.expires_at > now,
+            ~failed,
+        )
+    ).one()
+    earliest = row[1]
+    if earliest is not None and earliest.tzinfo is None:  # SQLite: min() loses the type
+        earliest = earliest.replace(tzinfo=UTC)
+    return int(row[0]), earliest
 
 
 def begin_processing(conn: Connection, order_id: str, serial: str, now: datetime) -> bool:

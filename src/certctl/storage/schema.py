@@ -147,6 +147,8 @@ acme_orders = Table(
     _ts("created_at"),
     _ts("updated_at"),
     Index("ix_acme_orders_account_created", "account_id", "created_at", "id"),
+    # The concurrent-orders limit counts an account's open (pending, processing) orders.
+    Index("ix_acme_orders_account_status", "account_id", "status"),
 )
 
 acme_authorizations = Table(
@@ -296,6 +298,20 @@ crl_state = Table(
     _ts("this_update"),
     _ts("next_update"),
     Column("der", LargeBinary, nullable=False),
+)
+
+ratelimit_overrides = Table(
+    "ratelimit_overrides",
+    metadata,
+    # A limit's value for one account or one profile (`certctl ratelimit set`); an
+    # account's beats its profile's, which beats the server-wide setting. 0 turns it off.
+    # One value per (scope, subject, limit): the primary key.
+    Column("scope", String(16), primary_key=True),  # account | profile
+    Column("subject_id", String(64), primary_key=True),
+    Column("limit_name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+    _ts("created_at"),
+    _ts("updated_at"),
 )
 
 audit_events = Table(

@@ -37,6 +37,7 @@ class Call:
     body: bytes
     params: dict[str, str]
     query: dict[str, str]
+    client_address: str | None = None  # the peer (request.client.host), for per-IP limits
 
     def auth(self, kind: KeyKind = KeyKind.KID) -> Authenticated:
         return authenticate(self.ra, self.profile, self.urls, self.request_url, self.body, kind)
@@ -85,7 +86,11 @@ def new_nonce(call: Call) -> Response:
 def new_account(call: Call) -> Response:
     auth = call.auth(KeyKind.JWK)
     account, created = call.ra.new_account(
-        call.profile, auth.key, auth.jws.payload_json(), call.request_url
+        call.profile,
+        auth.key,
+        auth.jws.payload_json(),
+        call.request_url,
+        client_address=call.client_address,
     )
     if not created:
         call.metrics.event("new_account_idempotent")
@@ -186,7 +191,9 @@ def challenge(call: Call) -> Response:
     # RFC 8555 §7.5.1: the client responds with an empty JSON object.
     if not auth.jws.is_post_as_get and auth.jws.payload_json():
         raise malformed("a challenge response is an empty JSON object")
-    chall, parent = call.ra.respond_challenge(auth.account, call.params["challenge_id"])
+    chall, parent = call.ra.respond_challenge(
+        auth.account, call.params["challenge_id"], poll=auth.jws.is_post_as_get
+    )
     return call.respond(
         views.challenge(call.urls, chall),
         links={"up": call.urls.authz(parent.id)},

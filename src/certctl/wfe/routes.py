@@ -180,5 +180,6 @@ def _run(
         body=body,
         params=dict(request.path_params),
         query=dict(request.query_params),
+        client_address=request.client.host if request.client else None,
     )
     return handler(call)
