@@ -340,6 +340,25 @@ def test_ari_disabled(no_ari: Wire) -> None:
 # -- replaces (RFC 9773 §5) -----------------------------------------------------------------
 
 
+def test_replaces_is_reflected_in_the_order(ari: Wire) -> None:
+    """RFC 9773 §5: an accepted ``replaces`` is in the response and every later read."""
+    account = ari.new_account()
+    name = "reflect.ari.example.test"
+    cert = issue(ari, account, name)
+    response = ari.new_order(account, name, replaces=cert_id(cert))
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["replaces"] == cert_id(cert)
+    order_url = response.headers["Location"]
+    assert ari.as_account(account, order_url).json()["replaces"] == cert_id(cert)
+    fin = ari.finalize(account, order, csr_der(Key.ec256(), [name]))
+    assert fin.status_code == 200, fin.text
+    assert fin.json()["replaces"] == cert_id(cert)
+    # An order without replaces has no such field.
+    plain = ari.new_order(account, name)
+    assert "replaces" not in plain.json()
+
+
 def test_replaces_is_accepted_once(ari: Wire) -> None:
     account = ari.new_account()
     cert = issue(ari, account, "replace-once.ari.example.test")
