@@ -52,6 +52,8 @@ def order(urls: AcmeUrls, view: OrderView) -> dict[str, Any]:
         "status": view.status.value,
         "expires": rfc3339(o.expires_at),
         "identifiers": [i.to_wire() for i in o.identifiers],
+        # draft-ietf-acme-profiles §4: the order carries the profile it is issued under.
+        "profile": o.profile_id,
         "authorizations": [urls.authz(a) for a in o.authz_ids],
         "finalize": urls.finalize(o.id),
     }
