@@ -316,6 +316,19 @@ def test_directory_lists_new_authz_only_while_offered(profiles: ServedCertctl) -
 # -- the profile field of newOrder -----------------------------------------------------------
 
 
+def test_order_names_its_profile_even_when_not_asked(profiles: ServedCertctl) -> None:
+    """draft-ietf-acme-profiles §4: the server associates a profile with every order."""
+    for profile_id in ("default", PREAUTH):
+        client = profile_wire(profiles, profile_id)
+        try:
+            account = client.new_account()
+            response = client.new_order(account, "unasked.example.test")
+            assert response.status_code == 201, response.text
+            assert response.json()["profile"] == profile_id
+        finally:
+            client.close()
+
+
 def test_directory_meta_lists_its_own_profile(wire: Wire, preauth: Wire) -> None:
     assert list(wire.directory["meta"]["profiles"]) == ["default"]
     assert preauth.directory["meta"]["profiles"] == {PREAUTH: "pre-auth"}
@@ -328,6 +341,7 @@ def test_profile_in_new_order_with_the_acme_library(served: ServedCertctl, wire:
     pem = csr.public_bytes(serialization.Encoding.PEM)
     order = client.acme.new_order(pem, profile="default")
     assert order.body.status == messages.STATUS_READY
+    assert order.body.profile == "default"
     with pytest.raises(messages.Error) as refused:
         client.acme.new_order(pem, profile=PREAUTH)
     assert refused.value.typ == URN + "invalidProfile"
@@ -353,6 +367,10 @@ def test_profile_in_new_order(
         response = client.new_order(account, "chosen.example.test", profile=chosen)
         if accepted:
             assert response.status_code == 201, response.text
+            # The order names the profile it was accepted under, on every read.
+            assert response.json()["profile"] == chosen
+            order_url = response.headers["Location"]
+            assert client.as_account(account, order_url).json()["profile"] == chosen
         else:
             assert_problem(response, 400, "invalidProfile", client.directory_url)
     finally:
