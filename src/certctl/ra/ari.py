@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -32,11 +32,17 @@ def renewal_info(ctx: RAContext, cert_id: str) -> Window:
 def _window(ctx: RAContext, version: CertificateVersion, now: datetime) -> Window:
     with ctx.db.read() as conn:
         profile = inventory.get_profile(conn, version.profile_id)
+    days = profile.renewal_window_days if profile else None
+    if days is not None and version.not_after - timedelta(days=days) / 2 <= version.not_before:
+        # A certificate shorter than half the policy (a requested notAfter): the policy
+        # window would end before the certificate begins, an inverted window (RFC 9773
+        # §4.2). The default, the last third of the validity, applies instead.
+        days = None
     return renewal_window(
         not_before=version.not_before,
         not_after=version.not_after,
         now=now,
-        policy_days=profile.renewal_window_days if profile else None,
+        policy_days=days,
         revoked=version.status == "revoked",
         shifted_end=version.ari_window_end,
     )
