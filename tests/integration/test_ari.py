@@ -191,6 +191,31 @@ def test_renewal_policy_window(ari_served: ServedCertctl, policy: Wire) -> None:
     assert close_to(end, not_after - timedelta(days=POLICY_DAYS / 2)), (end, not_after)
 
 
+def _short_cert(policy: Wire, name: str, days: int) -> x509.Certificate:
+    not_after = (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+    stamp = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return issue(policy, policy.new_account(), name, notAfter=stamp)
+
+
+def test_renewal_policy_longer_than_the_certificate(policy: Wire) -> None:
+    """A certificate with less validity left than the policy's N days (its notAfter was
+    requested) is due from the start, until N/2 days before it expires."""
+    cert = _short_cert(policy, "short.policy.ari.example.test", POLICY_DAYS * 2 // 3)
+    start, end = window(policy, cert)
+    assert close_to(start, cert.not_valid_before_utc), start
+    assert close_to(end, cert.not_valid_after_utc - timedelta(days=POLICY_DAYS / 2)), end
+
+
+def test_renewal_policy_that_cannot_fit_the_certificate(policy: Wire) -> None:
+    """Shorter than N/2 days: the policy window would end before the certificate begins
+    (RFC 9773 §4.2 wants end after start); the default last third applies instead."""
+    cert = _short_cert(policy, "shorter.policy.ari.example.test", POLICY_DAYS // 3)
+    start, end = window(policy, cert)  # asserts start < end
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    assert close_to(start, not_after - (not_after - not_before) / 3), (start, not_after)
+    assert close_to(end, not_after), (end, not_after)
+
+
 def test_revoked_certificate_window_is_in_the_past(ari: Wire) -> None:
     account = ari.new_account()
     cert = issue(ari, account, "revoked.ari.example.test")
