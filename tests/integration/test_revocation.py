@@ -139,6 +139,21 @@ def test_account_holding_valid_authorizations_for_all_names_revokes(
     assert_revoked(served, cert, 5)
 
 
+def test_account_holding_a_wildcard_authorization_revokes(
+    served: ServedCertctl, wire: Wire
+) -> None:
+    names = ("*.wild-revoke.example.test", "wild-revoke.example.test")
+    cert, _ = issue(wire, wire.new_account(), *names)
+    other = wire.new_account()
+    # The plain name alone does not cover the wildcard ...
+    wire.ready_order(other, names[1])
+    assert_problem(by_account(wire, other, cert), 403, "unauthorized", wire.directory_url)
+    # ... an authorization for the wildcard itself does.
+    wire.ready_order(other, names[0])
+    assert_ok(by_account(wire, other, cert, reason=9))
+    assert_revoked(served, cert, 9)
+
+
 def test_account_without_authorizations_is_unauthorized(served: ServedCertctl, wire: Wire) -> None:
     names = ("a.no-authz.example.test", "b.no-authz.example.test")
     issuer = wire.new_account()
