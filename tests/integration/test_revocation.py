@@ -8,6 +8,7 @@ A refused request leaves the certificate active, which ``certctl cert show`` con
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,8 +20,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from tests.integration.acme_lib import acme_client
-from tests.integration.cli import cert_show, certctl_cli
-from tests.integration.wire import Account, Key, Wire, assert_problem, b64, csr_der
+from tests.integration.cli import cert_show, certctl_cli, count_rows
+from tests.integration.wire import (
+    Account,
+    Key,
+    Wire,
+    assert_problem,
+    b64,
+    csr_der,
+    flattened,
+    payload_bytes,
+)
 from tests.support.server import ServedCertctl
 
 URN = "urn:ietf:params:acme:error:"
@@ -251,6 +261,52 @@ def test_second_revocation_is_already_revoked(served: ServedCertctl, wire: Wire)
     ):
         assert_problem(response, 400, "alreadyRevoked", wire.directory_url)
     assert_revoked(served, cert, 4)  # the first reason stands
+
+
+def test_concurrent_revocations_have_one_winner(served: ServedCertctl, wire: Wire) -> None:
+    """Issuer (kid) and certificate key (jwk) at the same moment: one revocation, one
+    alreadyRevoked, one audit event."""
+    account = wire.new_account()
+    cert, cert_key = issue(wire, account, "race-revoke.example.test")
+    payload = payload_bytes({"certificate": der_b64(cert), "reason": 4})
+    url = wire["revokeCert"]
+    bodies = [
+        flattened(account.key, wire.header(account.key, url, kid=account.url), payload),
+        flattened(cert_key, wire.header(cert_key, url), payload),
+    ]
+    clients = [wire.new_http() for _ in bodies]
+    barrier = threading.Barrier(len(bodies))
+    results: list[httpx.Response | BaseException | None] = [None] * len(bodies)
+
+    def post(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = clients[i].post(
+                url, json=bodies[i], headers={"Content-Type": "application/jose+json"}
+            )
+        except BaseException as exc:  # reported in the test's thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for client in clients:
+        client.close()
+    responses = [r for r in results if isinstance(r, httpx.Response)]
+    assert len(responses) == len(bodies), results
+    assert sorted(r.status_code for r in responses) == [200, 400], [r.text for r in responses]
+    loser = next(r for r in responses if r.status_code == 400)
+    assert_problem(loser, 400, "alreadyRevoked", wire.directory_url)
+    assert_revoked(served, cert, 4)
+    events = count_rows(
+        served,
+        "SELECT count(*) FROM audit_events WHERE action = 'certificate_revoked' "
+        "AND object_id = :id",
+        id=shown(served, cert)["certificate_id"],
+    )
+    assert events == 1
 
 
 def test_certificate_revoked_by_the_operator_is_already_revoked(
