@@ -17,6 +17,7 @@ from cryptography import x509
 from certctl.cli.main import main, settings_from
 from certctl.config import ConfigError, load_settings
 from certctl.domain.model import KEY_ALGORITHMS, CertificateVersion
+from certctl.ra.ratelimits import Limit
 from certctl.storage import inventory
 from certctl.storage.db import Database
 
@@ -75,6 +76,8 @@ class RunCli:
         return result.out
 
 
+LIMIT_NAMES = [limit.value for limit in Limit]
+
 # --- help ----------------------------------------------------------------------------
 
 HELP: list[tuple[list[str], list[str]]] = [
@@ -112,6 +115,10 @@ HELP: list[tuple[list[str], list[str]]] = [
     (["eab", "create"], ["--profile", "--reusable", "--expires-in", "--allowed-names"]),
     (["eab", "list"], ["--data-dir"]),
     (["eab", "revoke"], ["kid"]),
+    (["ratelimit"], ["set", "list", "delete", *LIMIT_NAMES, "CERTCTL_ACME_SERVER_RATE_LIMIT_"]),
+    (["ratelimit", "set"], ["--account", "--profile", "--limit", "--value", *LIMIT_NAMES]),
+    (["ratelimit", "list"], ["--data-dir"]),
+    (["ratelimit", "delete"], ["--account", "--profile", "--limit", *LIMIT_NAMES]),
 ]
 
 
@@ -496,3 +503,46 @@ def test_revoke_and_shift_refuse_bad_input(run: RunCli, argv: list[str]) -> None
     result = run(*argv)
     assert result.code != 0
     assert result.err.startswith("certctl: ") and "Traceback" not in result.err
+
+
+# --- rate-limit overrides ------------------------------------------------------------
+
+
+def test_ratelimit_set_list_delete(run: RunCli) -> None:
+    run.ok("init")
+    assert run.ok("ratelimit", "list").split() == ["SCOPE", "ID", "LIMIT", "VALUE", "UPDATED"]
+    out = run.ok(
+        "ratelimit", "set", "--profile", "default", "--limit", "orders_per_hour", "--value", "7"
+    )
+    assert out.strip() == "profile default: orders_per_hour = 7"
+    run.ok("ratelimit", "set", "--profile", "default", "--limit", "orders_per_hour", "--value", "8")
+    rows = run.ok("ratelimit", "list").splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split()[:4] == ["profile", "default", "orders_per_hour", "8"]
+    out = run.ok("ratelimit", "delete", "--profile", "default", "--limit", "orders_per_hour")
+    assert "deleted" in out
+    assert len(run.ok("ratelimit", "list").splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--account", "acct-nope", "--limit", "orders_per_hour", "--value", "1"], 1, "no account"),
+        (["--profile", "nope", "--limit", "orders_per_hour", "--value", "1"], 1, "no profile"),
+        (["--profile", "default", "--limit", "orders_per_hour", "--value", "-1"], 1, "0 (off)"),
+        (["--profile", "default", "--limit", "per_day", "--value", "1"], 2, "invalid choice"),
+        (["--limit", "orders_per_hour", "--value", "1"], 2, "--account"),
+        (["--profile", "x", "--account", "y", "--limit", "orders_per_hour", "--value", "1"], 2, ""),
+    ],
+)
+def test_ratelimit_refuses_bad_input(run: RunCli, argv: list[str], code: int, message: str) -> None:
+    run.ok("init")
+    result = run("ratelimit", "set", *argv)
+    assert result.code == code
+    assert message in result.err
+
+
+def test_ratelimit_delete_of_nothing_fails(run: RunCli) -> None:
+    run.ok("init")
+    result = run("ratelimit", "delete", "--profile", "default", "--limit", "concurrent_orders")
+    assert result.code == 1
+    assert "no concurrent_orders override" in result.err
