@@ -10,6 +10,11 @@ only hands the builder the issuer's key, persists what it returns and decides, u
 CA lock, whether a stored certificate can be reused. Every worker and restart thereby
 signs with the same responder until it is due for rotation, and two processes that find
 it due at the same moment rotate it once.
+
+A CA directory mounted read-only (a fleet sharing one CA) cannot store a responder: each
+process then keeps its own in memory, with the stored key if there is one, else a new
+one, and the stored certificate while it is current. Every such responder is delegated by
+the same issuer, so relying parties accept all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certctl.ca._files import PUBLIC_FILE_MODE, ensure_private_dir, exclusive_lock, write_atomic
+from certctl.ca._files import (
+    PUBLIC_FILE_MODE,
+    ensure_private_dir,
+    exclusive_lock,
+    is_read_only_error,
+    write_atomic,
+)
 from certctl.ca.issuer import Issuer, LocalCA, pem
 from certctl.ca.keys import KeyType, PrivateKey, generate_key
 from certctl.ca.lint import spki
@@ -64,16 +75,29 @@ def load_or_issue_responder(
         key = generate_key(responder_key_type(issuer))
         return issuer.sign_revocation(lambda cert, ca_key: issue(cert, ca_key, key)), key
     directory = ca_dir / "ocsp"
-    ensure_private_dir(directory)
-    with exclusive_lock(directory / ".lock"):
-        key = backend.load_or_create(responder_key_name(issuer.id), responder_key_type(issuer))
-        path = directory / f"{issuer.id}.pem"
-        stored = _stored(path, issuer, key)
-        if stored is not None and is_current(stored):
-            return stored, key
-        cert = issuer.sign_revocation(lambda cert, ca_key: issue(cert, ca_key, key))
-        write_atomic(path, pem(cert).encode("ascii"), PUBLIC_FILE_MODE)
-        return cert, key
+    path = directory / f"{issuer.id}.pem"
+    try:
+        ensure_private_dir(directory)
+        with exclusive_lock(directory / ".lock"):
+            key = backend.load_or_create(responder_key_name(issuer.id), responder_key_type(issuer))
+            stored = _stored(path, issuer, key)
+            if stored is not None and is_current(stored):
+                return stored, key
+            cert = issuer.sign_revocation(lambda cert, ca_key: issue(cert, ca_key, key))
+            write_atomic(path, pem(cert).encode("ascii"), PUBLIC_FILE_MODE)
+            return cert, key
+    except OSError as exc:
+        if not is_read_only_error(exc):
+            raise
+    # Read-only CA directory: this process's own responder, kept by the caller.
+    try:
+        key = backend.load(responder_key_name(issuer.id))
+    except KeyError:
+        key = generate_key(responder_key_type(issuer))
+    stored = _stored(path, issuer, key)
+    if stored is not None and is_current(stored):
+        return stored, key
+    return issuer.sign_revocation(lambda cert, ca_key: issue(cert, ca_key, key)), key
 
 
 def _stored(path: Path, issuer: Issuer, key: PrivateKey) -> x509.Certificate | None:
