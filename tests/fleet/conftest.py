@@ -58,7 +58,8 @@ def haproxy_bin() -> str:
     return haproxy_executable()
 
 
-def _database() -> contextlib.AbstractContextManager[str]:
+def fleet_database() -> contextlib.AbstractContextManager[str]:
+    """A fresh database on CERTCTL_TEST_POSTGRES_URL's server (skip or fail without)."""
     reason = unavailable_reason()
     require_or_skip(reason is None, f"{reason} (set {POSTGRES_URL_ENV})")
     return fresh_database("certctl_fleet")
@@ -68,7 +69,7 @@ def _database() -> contextlib.AbstractContextManager[str]:
 def fleet(tmp_path: Path, haproxy_bin: str, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     """Three replicas on a fresh database, sharing one data directory, behind haproxy:
     the test's own, for tests that kill, drain or otherwise change the fleet."""
-    with _database() as url, Fleet(tmp_path / "fleet", url, env=FLEET_ENV) as running:
+    with fleet_database() as url, Fleet(tmp_path / "fleet", url, env=FLEET_ENV) as running:
         track(request, running)
         yield running
 
@@ -76,7 +77,7 @@ def fleet(tmp_path: Path, haproxy_bin: str, request: pytest.FixtureRequest) -> I
 @pytest.fixture(scope="module")
 def _module_fleet(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iterator[Fleet]:
     with (
-        _database() as url,
+        fleet_database() as url,
         Fleet(tmp_path_factory.mktemp("fleet"), url, env=FLEET_ENV) as running,
     ):
         yield running
