@@ -1,8 +1,9 @@
 """A replica whose CA directory is mounted read-only, as docs/deployment.md sets up a fleet.
 
-The CA is created once (``certctl init``); the replica then runs in a mount namespace of
-its own where ``<data dir>/ca`` is a read-only bind mount, and must still start, issue,
-and answer OCSP (its delegated responder then lives in memory), writing nothing there.
+The CA is created once (``certctl init``) and its root key taken away (kept offline); the
+replica then runs in a mount namespace of its own where ``<data dir>/ca`` is a read-only
+bind mount, and must still start, issue, and answer OCSP (its delegated responder then
+lives in memory), writing nothing there.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def test_replica_with_a_read_only_ca_issues_and_answers_ocsp(tmp_path: Path) -> 
         assert root.returncode == 0, root.stderr
         root_pem = tmp_path / "root.pem"
         root_pem.write_text(root.stdout)
+        offline = tmp_path / "offline"
+        offline.mkdir()
+        (data_dir / "ca" / "keys" / "root-ca.pem").rename(offline / "root-ca.pem")
         before = _tree(data_dir / "ca")
 
         with _served_read_only(data_dir, url, log) as base_url:
