@@ -390,7 +390,10 @@ class FlowLoad:
                     self.serials.append(leaf_serial(chain.text))
                     self.completed_at.append(time.monotonic())
                 continue
-            except requests.exceptions.ConnectionError as exc:
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,  # the answer was cut off
+            ) as exc:
                 clean = self.connection_errors
                 what = f"{type(exc).__name__}: {exc}"
             except messages.Error as exc:
