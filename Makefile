@@ -28,3 +28,9 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# ACME client interoperability matrix: every client .ci/run installs, against a served
+# certctl in both auth modes; writes docs/interop.md (INTEROP_FLAGS=--quick: CI's subset).
+.PHONY: interop
+interop: $(STAMP)
+	$(BIN)/python -m interop $(INTEROP_FLAGS)

@@ -14,7 +14,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from importlib.metadata import version as package_version
 from pathlib import Path
+
+from tests.support.gating import require_all
 
 from interop.clients import CLIENTS
 from interop.clients.base import Client
@@ -28,7 +32,6 @@ from interop.model import (
     scenarios_for,
 )
 from interop.report import Report, render
-from tests.support.gating import require_all
 
 DEFAULT_OUTPUT = Path("docs/interop.md")
 
@@ -90,7 +93,7 @@ def run_session(lab: Lab, client: Client, mode: Mode, recorder: Recorder, quick:
             session.run(scenario.id, _raiser(RuntimeError("no cell recorded (harness bug)")))
 
 
-def _raiser(exc: Exception):  # type: ignore[no-untyped-def]
+def _raiser(exc: Exception) -> Callable[[], None]:
     def raise_it() -> None:
         raise exc
 
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             cells=recorder.cells,
             seconds=elapsed,
             quick=args.quick,
+            certctl_version=package_version("certctl"),
         )
         output.write_text(render(report))
         recorder.note(f"wrote {output}")
@@ -167,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     for client in missing:
         level = "FAILED" if args.require_all else "note"
-        print(f"interop: {level}: {client.name} is not installed ({client.install_hint})",
-              file=sys.stderr)
+        print(
+            f"interop: {level}: {client.name} is not installed ({client.install_hint})",
+            file=sys.stderr,
+        )
     if failed or args.keep:
         print(f"interop: client logs kept in {workdir / 'logs'}", file=sys.stderr)
     else:

@@ -27,6 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from tests.support.certs import (
+    KeyType,
+    assert_issued,
+    load_chain,
+    load_private_key,
+    write_pem,
+)
+from tests.support.challtestsrv import ChallTestSrv
+from tests.support.ports import free_port
+from tests.support.server import ServedCertctl, run_certctl
 
 from interop.hooks import (
     ACCEPT_ENV,
@@ -38,10 +48,6 @@ from interop.hooks import (
 )
 from interop.model import Mode, StepError, one_line
 from interop.responder import Responder
-from tests.support.certs import KeyType, assert_issued, load_chain, write_pem
-from tests.support.challtestsrv import ChallTestSrv
-from tests.support.ports import free_port
-from tests.support.server import ServedCertctl, run_certctl
 
 PROFILES = {Mode.TRUST: "interop-trust", Mode.CHALLENGE: "interop-chal"}
 DOMAIN = "interop.test"
@@ -248,6 +254,13 @@ class Lab:
     ) -> x509.Certificate:
         """The shared certificate checks (names, key type, key match, openssl verify
         against ``certctl ca root``)."""
+        try:
+            load_private_key(key_pem)
+        except ValueError:
+            # GnuTLS (uacme) pads an EC private value with a 0x00 when its top bit is set:
+            # 33 bytes where RFC 5915 asks for exactly 32. OpenSSL reads it; cryptography
+            # does not, so compare the key in OpenSSL's re-encoding.
+            key_pem = self._reencoded(key_pem)
         return assert_issued(
             leaf_pem=leaf_pem,
             chain_pem=chain_pem,
@@ -256,6 +269,19 @@ class Lab:
             names=tuple(names),
             key_type=key_type,
         )
+
+    def _reencoded(self, key_pem: Path) -> Path:
+        out = key_pem.with_name(key_pem.name + ".openssl.pem")
+        result = subprocess.run(
+            ["openssl", "pkey", "-in", str(key_pem), "-out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StepError(f"{key_pem.name} is no private key OpenSSL reads either")
+        return out
 
     def check_bundle(
         self, bundle_pem: Path, key_pem: Path, names: Sequence[str], key_type: KeyType
@@ -280,5 +306,3 @@ def telling_line(output: str) -> str:
         if any(word in lowered for word in ("error", "fail", "invalid", "unable", "refus")):
             return one_line(line)
     return one_line(lines[-1]) if lines else "(no output)"
-
-

@@ -21,6 +21,7 @@ class Report:
     cells: Sequence[Cell]
     seconds: float
     quick: bool
+    certctl_version: str
 
 
 def _table(report: Report, mode: Mode) -> list[str]:
@@ -121,12 +122,14 @@ def render(report: Report) -> str:
         "",
         "## Clients",
         "",
-        "| client | from | version |",
-        "|---|---|---|",
+        f"Server: certctl {report.certctl_version}.",
+        "",
+        "| client | from | version | given the root by |",
+        "|---|---|---|---|",
     ]
     for client in report.clients:
         version = report.versions.get(client.name) or "not installed"
-        out.append(f"| {client.name} | {client.source} | {version} |")
+        out.append(f"| {client.name} | {client.source} | {version} | {client.trust} |")
     out += [
         "",
         "Cells: `pass`; `**fail**` with the reason below the table; `—` not supported by "
@@ -139,6 +142,10 @@ def render(report: Report) -> str:
     for mode in report.modes:
         out += ["", f"## `{mode.value}` mode", ""]
         out += _table(report, mode)
+    notes = [(c.name, n) for c in report.clients for n in c.notes]
+    if notes:
+        out += ["", "## Notes from running them", ""]
+        out += [f"- **{name}**: {note}" for name, note in notes]
     out += [
         "",
         "## Clients not runnable here",

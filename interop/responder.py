@@ -74,7 +74,7 @@ def alpn_certificate(name: str, digest_b64url: str, directory: Path) -> tuple[Pa
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

@@ -12,25 +12,27 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from acme import client, crypto_util, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
+from tests.support.certs import ECDSA_P256, RSA_2048, KeyType
 
 from interop.lab import Lab
 from interop.model import Mode, Session, StepError
-from tests.support.certs import ECDSA_P256, RSA_2048, KeyType
 
 DEADLINE_S = 60
 
 
-def private_key(key_type: KeyType) -> PrivateKeyTypes:
+def private_key(key_type: KeyType) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     if key_type is RSA_2048:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def key_pem(key: PrivateKeyTypes) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -41,6 +43,11 @@ def key_pem(key: PrivateKeyTypes) -> bytes:
 class AcmeLibrary:
     name = "acme-lib"
     source = "PyPI `acme` (certbot's library, dev dependency)"
+    trust = "`ClientNetwork.verify_ssl` set to the root's path (a requests CA bundle)"
+    notes: tuple[str, ...] = (
+        "renew first asks for the certificate's renewal information (RFC 9773, "
+        "`ClientV2.renewal_time`).",
+    )
     install_hint = "make install (acme is in requirements-dev.lock)"
     known_failures: dict[tuple[Mode, str], str] = {}
 
@@ -57,17 +64,14 @@ class AcmeLibrary:
         else:
             self._run(lab, s)
 
-    def _run(self, lab: Lab, s: Session) -> None:
-        from acme import client, crypto_util, messages
-        from josepy.jwa import ES256
-        from josepy.jwk import JWKEC
-
+    def _run(self, lab: Lab, s: Session) -> None:  # noqa: PLR0915 (one scenario script)
         mode = s.mode
         workdir = lab.workdir / self.name / mode.short
         workdir.mkdir(parents=True, exist_ok=True)
         account_key = JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
         net = client.ClientNetwork(account_key, alg=ES256, user_agent="certctl-interop")
-        net.verify_ssl = str(lab.root_pem)  # requests takes a CA bundle path here
+        # requests takes a CA bundle path where acme's annotation says bool.
+        net.verify_ssl = str(lab.root_pem)  # type: ignore[assignment]
         acme = client.ClientV2(client.ClientV2.get_directory(lab.directory_url(mode), net), net)
         state: dict[str, Any] = {}
 
@@ -93,9 +97,7 @@ class AcmeLibrary:
                     continue
                 name = authz.body.identifier.value
                 wanted = "dns-01" if authz.body.wildcard else "http-01"
-                challb = next(
-                    (c for c in authz.body.challenges if c.chall.typ == wanted), None
-                )
+                challb = next((c for c in authz.body.challenges if c.chall.typ == wanted), None)
                 if challb is None:
                     raise StepError(f"no {wanted} challenge offered for {name}")
                 response, validation = challb.chall.response_and_validation(account_key)
@@ -104,14 +106,16 @@ class AcmeLibrary:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(validation)
                 else:
-                    lab.challtestsrv.set_txt(f"_acme-challenge.{name.removeprefix('*.')}", validation)
+                    lab.challtestsrv.set_txt(
+                        f"_acme-challenge.{name.removeprefix('*.')}", validation
+                    )
                 acme.answer_challenge(challb, response)
                 used[wanted] = used.get(wanted, 0) + 1
             return used
 
         def issue(
             scenario: str, names: Sequence[str], key_type: KeyType, fresh: bool = True
-        ) -> x509.Certificate:
+        ) -> None:
             key = private_key(key_type)
             csr = crypto_util.make_csr(key_pem(key), list(names))
             before = {kind: lab.validations(kind) for kind in ("http-01", "dns-01")}
@@ -126,10 +130,10 @@ class AcmeLibrary:
             leaf = lab.check_bundle(bundle, workdir / f"{scenario}.key.pem", names, key_type)
             for kind, count in used.items():
                 lab.expect_validated(kind, before[kind], count)
-            return leaf
+            state[scenario] = leaf
 
         def single() -> None:
-            state["single"] = issue("single", lab.names(self.name, "single", mode), ECDSA_P256)
+            issue("single", lab.names(self.name, "single", mode), ECDSA_P256)
 
         def wildcard() -> None:
             base = lab.names(self.name, "wildcard", mode)[0]
@@ -141,7 +145,8 @@ class AcmeLibrary:
             if suggested is None:
                 raise StepError("no renewal information (ARI) for the certificate")
             # Same account, same name: the valid authorization is reused (no new proof).
-            new = issue("renew", lab.names(self.name, "single", mode), ECDSA_P256, fresh=False)
+            issue("renew", lab.names(self.name, "single", mode), ECDSA_P256, fresh=False)
+            new: x509.Certificate = state["renew"]
             if new.serial_number == old.serial_number:
                 raise StepError("no new certificate: the serial did not change")
             state["single"] = new

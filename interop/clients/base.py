@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
+from tests.support.certs import load_chain
 
 from interop.lab import Lab
 from interop.model import Mode, Session, StepError
-from tests.support.certs import load_chain
 
 
 class Client(Protocol):
     name: str  # the row label
     source: str  # where it comes from: "PyPI (certbot)", "Debian (lego)", ...
+    trust: str  # how the client is given `certctl ca root`
+    notes: tuple[str, ...]  # what running it showed (listed under the matrix)
     install_hint: str
     # (mode, scenario) -> why it is expected to fail (a client limitation found by running it)
     known_failures: dict[tuple[Mode, str], str]

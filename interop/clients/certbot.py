@@ -5,19 +5,26 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
+
+from tests.support.certs import ECDSA_P256, RSA_2048, KeyType
+from tests.support.clients import certbot_certonly_command, certbot_env
+from tests.support.ports import free_port
 
 from interop.clients.base import expect_new_serial, leaf_of
 from interop.lab import Lab
 from interop.model import Mode, Session
-from tests.support.certs import ECDSA_P256, RSA_2048, KeyType
-from tests.support.clients import certbot_certonly_command, certbot_env
-from tests.support.ports import free_port
 
 
 class Certbot:
     name = "certbot"
     source = "PyPI `certbot` (dev dependency, in `.venv`)"
+    trust = "`REQUESTS_CA_BUNDLE=root.pem`"
+    notes: tuple[str, ...] = (
+        "`certbot renew` sleeps up to 8 minutes when it has no terminal; "
+        "`--no-random-sleep-on-renew` turns that off.",
+    )
     install_hint = "make install (certbot is in requirements-dev.lock)"
     known_failures: dict[tuple[Mode, str], str] = {}
 
@@ -27,11 +34,9 @@ class Certbot:
     def version(self) -> str | None:
         if not Path(self.executable).exists():
             return None
-        from importlib.metadata import version
-
         return version("certbot")
 
-    def run(self, lab: Lab, s: Session) -> None:
+    def run(self, lab: Lab, s: Session) -> None:  # noqa: PLR0915 (one scenario script)
         mode = s.mode
         workdir = lab.workdir / "certbot" / mode.short
         env = certbot_env(lab.root_pem) | lab.hook_env()
@@ -82,7 +87,9 @@ class Certbot:
 
         def register() -> None:
             before = lab.audit_count("acme_account_created")
-            certbot("register", "register", "--agree-tos", "--register-unsafely-without-email", *common)
+            certbot(
+                "register", "register", "--agree-tos", "--register-unsafely-without-email", *common
+            )
             lab.expect_audit("acme_account_created", before, "account creation")
 
         def wildcard() -> None:
@@ -158,4 +165,3 @@ class Certbot:
         s.run("revoke", revoke, needs="single")
         s.unsupported("rollover", "certbot has no account key change command")
         s.run("deactivate", deactivate, needs="register")
-

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from interop.clients.base import debian_version, expect_new_serial, leaf_of
-from interop.lab import Lab
-from interop.model import Mode, Session, StepError
 from tests.support.certs import ECDSA_P256, RSA_2048, KeyType
 from tests.support.clients import lego_env
 from tests.support.ports import free_port
+
+from interop.clients.base import debian_version, expect_new_serial, leaf_of
+from interop.lab import Lab
+from interop.model import Mode, Session, StepError
 
 EMAIL = "interop@example.test"
 
@@ -18,13 +19,17 @@ EMAIL = "interop@example.test"
 class Lego:
     name = "lego"
     source = "Debian `lego`"
+    trust = "`LEGO_CA_CERTIFICATES=root.pem`"
+    notes: tuple[str, ...] = (
+        "lego registers only within `run`: the register cell checks the account that run created.",
+    )
     install_hint = "apt-get install lego"
     known_failures: dict[tuple[Mode, str], str] = {}
 
     def version(self) -> str | None:
         return debian_version("lego")
 
-    def run(self, lab: Lab, s: Session) -> None:
+    def run(self, lab: Lab, s: Session) -> None:  # noqa: PLR0915 (one scenario script)
         mode = s.mode
         workdir = lab.workdir / "lego" / mode.short
         path = workdir / "state"
@@ -119,7 +124,9 @@ class Lego:
         s.run("single", single_cell)
         s.run(
             "multi",
-            lambda: issue("multi", lab.names(self.name, "multi", mode, 2), ECDSA_P256, http, "http-01"),
+            lambda: issue(
+                "multi", lab.names(self.name, "multi", mode, 2), ECDSA_P256, http, "http-01"
+            ),
             needs="register",
         )
         s.run("wildcard", wildcard, needs="register")
@@ -127,13 +134,19 @@ class Lego:
             s.run(
                 "tls-alpn",
                 lambda: issue(
-                    "tls-alpn", lab.names(self.name, "tls-alpn", mode), ECDSA_P256, tls, "tls-alpn-01"
+                    "tls-alpn",
+                    lab.names(self.name, "tls-alpn", mode),
+                    ECDSA_P256,
+                    tls,
+                    "tls-alpn-01",
                 ),
                 needs="register",
             )
         s.run(
             "ecdsa",
-            lambda: issue("ecdsa", lab.names(self.name, "ecdsa", mode), ECDSA_P256, http, "http-01"),
+            lambda: issue(
+                "ecdsa", lab.names(self.name, "ecdsa", mode), ECDSA_P256, http, "http-01"
+            ),
             needs="register",
         )
         s.run(
