@@ -54,18 +54,20 @@ def expire_authzs(conn: Connection, now: datetime, limit: int) -> list[str]:
             .limit(limit)
         )
     ]
-    if ids:
-        conn.execute(
-            update(acme_authorizations)
-            .where(
-                acme_authorizations.c.id.in_(ids),
-                acme_authorizations.c.status.in_(
-                    [AuthzStatus.PENDING.value, AuthzStatus.VALID.value]
-                ),
-            )
-            .values(status=AuthzStatus.EXPIRED.value)
+    if not ids:
+        return []
+    # Only the rows this call changed: a concurrent sweep of another replica may have
+    # expired some of them first (its audit event is the one that counts).
+    changed = conn.execute(
+        update(acme_authorizations)
+        .where(
+            acme_authorizations.c.id.in_(ids),
+            acme_authorizations.c.status.in_([AuthzStatus.PENDING.value, AuthzStatus.VALID.value]),
         )
-    return ids
+        .values(status=AuthzStatus.EXPIRED.value)
+        .returning(acme_authorizations.c.id)
+    )
+    return [r.id for r in changed]
 
 
 def invalidate_orders(conn: Connection, now: datetime, error: str, limit: int) -> list[str]:
@@ -81,13 +83,15 @@ def invalidate_orders(conn: Connection, now: datetime, error: str, limit: int) -
             .limit(limit)
         )
     ]
-    if ids:
-        conn.execute(
-            update(acme_orders)
-            .where(acme_orders.c.id.in_(ids), acme_orders.c.status == OrderStatus.PENDING.value)
-            .values(status=OrderStatus.INVALID.value, error=error, updated_at=now)
-        )
-    return ids
+    if not ids:
+        return []
+    changed = conn.execute(  # only the rows this call changed, as in expire_authzs
+        update(acme_orders)
+        .where(acme_orders.c.id.in_(ids), acme_orders.c.status == OrderStatus.PENDING.value)
+        .values(status=OrderStatus.INVALID.value, error=error, updated_at=now)
+        .returning(acme_orders.c.id)
+    )
+    return [r.id for r in changed]
 
 
 def stuck_processing(
