@@ -207,12 +207,22 @@ class FleetDb:
         with self.connect() as conn:
             return conn.execute(query, params).fetchall()
 
+    def execute(self, query: str, *params: Any) -> int:
+        """A statement without rows (autocommit); the number of rows it changed."""
+        with self.connect() as conn:
+            return conn.execute(query, params).rowcount
+
     def order_statuses(self) -> dict[str, str]:
         return {str(r[0]): str(r[1]) for r in self.rows("SELECT id, status FROM acme_orders")}
 
     def order_status(self, order_id: str) -> str:
         rows = self.rows("SELECT status FROM acme_orders WHERE id = %s", order_id)
         assert rows, order_id
+        return str(rows[0][0])
+
+    def authz_status(self, authz_id: str) -> str:
+        rows = self.rows("SELECT status FROM acme_authorizations WHERE id = %s", authz_id)
+        assert rows, authz_id
         return str(rows[0][0])
 
     def wait_status(self, order_id: str, status: str, timeout: float = LOCK_WAIT_TIMEOUT_S) -> bool:

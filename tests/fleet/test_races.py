@@ -9,6 +9,7 @@ and are let go together.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ def fleet(shared_fleet: Fleet) -> Fleet:
 
 FINALIZERS = 8
 JOIN_TIMEOUT_S = 30.0
+GC_RACE_ATTEMPTS = 5
 
 
 def test_concurrent_finalizes_on_three_replicas_issue_once(fleet: Fleet) -> None:
@@ -131,3 +133,37 @@ def test_concurrent_key_changes_on_two_replicas(fleet: Fleet) -> None:
             assert is_problem(response, 403, "unauthorized"), response.text
     for d in directs:
         d.close()
+
+
+def test_concurrent_gc_sweeps_expire_an_authorization_once(fleet: Fleet) -> None:
+    """Every replica sweeps every second (CERTCTL_ACME_SERVER_GC_INTERVAL=1s). An expired
+    authorization's row is locked until the sweeps of at least two replicas wait on it:
+    it must still be expired once, with one audit event."""
+    db = FleetDb(fleet.database_url)
+    direct = Direct(fleet, 0)
+    account = direct.new_account()
+    for attempt in range(GC_RACE_ATTEMPTS):
+        _, order = direct.ready_order(account, f"gc{attempt}.fleet.test")
+        authz_id = order["authorizations"][0].rsplit("/", 1)[1]
+        db.execute(
+            "UPDATE acme_authorizations SET expires_at = now() - interval '1 second' WHERE id = %s",
+            authz_id,
+        )
+        with db.holding(db.row_lock("acme_authorizations", authz_id)):
+            if db.authz_status(authz_id) != "valid":
+                continue  # a sweep came between the two statements above: again
+            waiting = db.wait_blocked(2)
+        break
+    else:
+        pytest.fail(f"a sweep always came first ({GC_RACE_ATTEMPTS} attempts)")
+    assert waiting >= 2, f"only {waiting} sweeps waited on the authorization"
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while db.blocked_on_locks() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.authz_status(authz_id) == "expired"
+    events = db.rows(
+        "SELECT actor FROM audit_events WHERE action = 'acme_authz_expired' AND object_id = %s",
+        authz_id,
+    )
+    assert len(events) == 1, events
+    direct.close()
