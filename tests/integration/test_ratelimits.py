@@ -23,7 +23,7 @@ from cryptography import x509
 
 from tests.integration.cli import certctl_cli, create_profile
 from tests.integration.servers import serve
-from tests.integration.test_ari import cert_id, issue, serial_hex
+from tests.integration.test_ari import cert_id, issue, own_database, serial_hex
 from tests.integration.test_keychange import inner_jws, key_change, rollover_payload
 from tests.integration.wire import Account, Key, Wire, assert_problem, csr_der, flattened
 from tests.support import redis as redis_support
@@ -242,7 +242,11 @@ def open_wire(
     database_url: str | None,
 ) -> Iterator[Wire]:
     env = {LIMIT + "CONCURRENT_ORDERS": "2", LIMIT + "ORDERS_PER_HOUR": "0"}
-    with serve(request, tmp_path_factory, database_url, env=env) as server:
+    # A second instance, so a database of its own (its CA signs for its own profiles).
+    with (
+        own_database(database_url) as url,
+        serve(request, tmp_path_factory, url, env=env) as server,
+    ):
         client = Wire(server)
         yield client
         client.close()

@@ -121,10 +121,14 @@ def new_order(
         or _new_authz(ctx, profile, order, ident, now)
         for ident in identifiers
     ]
+    # Open orders first, so a refusal there spends nothing; then the hourly allowance,
+    # outside any transaction (a slow shared store must not hold database locks); then
+    # open orders again, exactly, under the account's lock in the insert's transaction.
+    with ctx.db.read() as conn:
+        limits.open_orders(conn, account.id, profile.id, now, lock=False)
+    limits.new_order(account.id, profile.id, renewal_due=renewal_due)
     with ctx.db.write() as conn:
-        # Open orders first (nothing spent when that refuses), then the hourly allowance.
         limits.open_orders(conn, account.id, profile.id, now)
-        limits.new_order(account.id, profile.id, renewal_due=renewal_due)
         store.insert_order(conn, order, authzs)
         if replaced is not None:
             ari.claim_replacement(conn, replaced, order)

@@ -161,13 +161,20 @@ class RateLimits:
             )
 
     def open_orders(
-        self, conn: Connection, account_id: str, profile_id: str, now: datetime
+        self,
+        conn: Connection,
+        account_id: str,
+        profile_id: str,
+        now: datetime,
+        *,
+        lock: bool = True,
     ) -> None:
-        """Inside the new order's write transaction, before its insert."""
+        """With ``lock``, inside the new order's write transaction before its insert: exact.
+        Without, a pre-check on a read connection (refuses before anything is spent)."""
         n = self.value(Limit.CONCURRENT_ORDERS, account_id=account_id, profile_id=profile_id)
         if n <= 0:
             return
-        count, earliest = order_store.open_orders(conn, account_id, now, lock=True)
+        count, earliest = order_store.open_orders(conn, account_id, now, lock=lock)
         if count >= n:
             # The earliest open order expires by then, at the latest (sooner if finished).
             wait = (earliest - now).total_seconds() if earliest is not None else WINDOW_S
