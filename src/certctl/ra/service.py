@@ -8,6 +8,8 @@ from datetime import datetime
 from time import monotonic
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from certctl.acme.ari import Window
 from certctl.acme.jwk import PublicJWK, spki_sha256
 from certctl.acme.nonce import NonceCodec
@@ -76,10 +78,18 @@ class RegistrationAuthority:
         if hit is not None and now - hit[0] < PROFILE_CACHE_SECONDS:
             profile = hit[1]
         else:
-            profile = profiles.get_profile(self.ctx, profile_id)
-            if len(self._profiles) > 1024:  # ids come from URLs: keep the cache bounded
-                self._profiles.clear()
-            self._profiles[profile_id] = (now, profile)
+            try:
+                profile = profiles.get_profile(self.ctx, profile_id)
+            except OperationalError:
+                if hit is None:
+                    raise
+                # The database is unreachable: a known profile keeps the directory and
+                # newNonce (which need nothing else from it) answering during the outage.
+                profile = hit[1]
+            else:
+                if len(self._profiles) > 1024:  # ids come from URLs: keep the cache bounded
+                    self._profiles.clear()
+                self._profiles[profile_id] = (now, profile)
         if not profile.enabled:
             raise not_found(f"profile {profile_id} is disabled")
         return profile
