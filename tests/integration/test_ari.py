@@ -398,13 +398,6 @@ def test_replaces_is_accepted_once(ari: Wire) -> None:
     assert plain.status_code == 201, plain.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an invalid replacing order keeps the certificate marked replaced "
-    "(storage.inventory.claim_replacement only claims a NULL replaced_by_order_id), so "
-    "every later replaces gets alreadyReplaced; RFC 9773 §5 counts only orders that are "
-    "not invalid",
-)
 def test_replaces_is_free_again_once_the_replacing_order_is_invalid(ari: Wire) -> None:
     account = ari.new_account()
     name = "replace-retry.ari.example.test"

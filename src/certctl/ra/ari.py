@@ -9,10 +9,12 @@ from sqlalchemy import Connection
 
 from certctl.acme.ari import Window, encode_cert_id, parse_cert_id, renewal_window
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found, unauthorized
-from certctl.domain.model import Account, CertificateVersion, Identifier, Order
+from certctl.domain.lifecycle import authz_effective_status, order_status
+from certctl.domain.model import Account, CertificateVersion, Identifier, Order, OrderStatus
 from certctl.domain.serials import canonical_serial
 from certctl.ra.context import RAContext
 from certctl.storage import audit_log, inventory
+from certctl.storage import orders as order_store
 
 
 def _version(ctx: RAContext, cert_id: str) -> CertificateVersion:
@@ -70,9 +72,24 @@ def replaced_version(
         names = set(inventory.certificate_names(conn, version.certificate_id))
     if not names & {i.value for i in identifiers}:
         raise malformed("replaces names a certificate that shares no identifier with the order")
-    if version.replaced_by_order_id is not None:
+    if version.replaced_by_order_id is not None and _replacement_alive(
+        ctx, version.replaced_by_order_id
+    ):
         raise AcmeError(ProblemType.ALREADY_REPLACED, "that certificate was already replaced")
     return version
+
+
+def _replacement_alive(ctx: RAContext, order_id: str) -> bool:
+    """RFC 9773 §5: only a replacing order that is not invalid blocks another one."""
+    with ctx.db.read() as conn:
+        found = order_store.get_order(conn, order_id)
+    if found is None:
+        return False
+    order, authz_rows = found
+    now = ctx.clock()
+    effective = [authz_effective_status(s, exp, now) for s, exp in authz_rows]
+    status = order_status(order.stored_status, effective, order.expires_at, now)
+    return status is not OrderStatus.INVALID
 
 
 def replaces_id(ctx: RAContext, version_id: str) -> str | None:
@@ -86,8 +103,11 @@ def replaces_id(ctx: RAContext, version_id: str) -> str | None:
 
 
 def claim_replacement(conn: Connection, version: CertificateVersion, order: Order) -> None:
-    """Inside the order's transaction: one order replaces a certificate."""
-    if not inventory.claim_replacement(conn, version.id, order.id):
+    """Inside the order's transaction, compare-and-set on the replacement seen when the
+    request was checked (none, or an invalid one): one live order replaces a certificate."""
+    if not inventory.claim_replacement(
+        conn, version.id, order.id, previous=version.replaced_by_order_id
+    ):
         raise AcmeError(ProblemType.ALREADY_REPLACED, "that certificate was already replaced")
 
 

@@ -257,13 +257,17 @@ def certificate_names(conn: Connection, certificate_id: str) -> list[str]:
     return list(_json.loads(row.sans)) if row else []
 
 
-def claim_replacement(conn: Connection, version_id: str, order_id: str) -> bool:
-    """RFC 9773 §5, compare-and-set: one order replaces a certificate."""
+def claim_replacement(
+    conn: Connection, version_id: str, order_id: str, *, previous: str | None
+) -> bool:
+    """RFC 9773 §5, compare-and-set on the replacement the caller saw (None, or an order
+    it found invalid): of two concurrent replacing orders exactly one lands."""
+    current = certificate_versions.c.replaced_by_order_id
     result = conn.execute(
         update(certificate_versions)
         .where(
             certificate_versions.c.id == version_id,
-            certificate_versions.c.replaced_by_order_id.is_(None),
+            current.is_(None) if previous is None else current == previous,
         )
         .values(replaced_by_order_id=order_id)
     )
