@@ -392,3 +392,18 @@ def test_other_reasons_do_not_block_the_key(served: ServedCertctl, wire: Wire) -
     _, order = wire.ready_order(account, "superseded.example.test")
     reused = wire.finalize(account, order, csr_der(cert_key, ["superseded.example.test"]))
     assert reused.status_code == 200, reused.text
+
+
+def test_key_compromise_by_an_authorized_third_account_blocks_no_key(
+    served: ServedCertctl, wire: Wire
+) -> None:
+    # Holding authorizations proves control of the names, not of the certificate's key:
+    # such an account may revoke, but must not be able to ban someone else's key.
+    owner, other = wire.new_account(), wire.new_account()
+    cert, cert_key = issue(wire, owner, "third.example.test")
+    issue(wire, other, "third.example.test")  # trust mode: other now holds valid authzs
+    assert_ok(by_account(wire, other, cert, reason=1))
+    assert_revoked(served, cert, 1)
+    _, order = wire.ready_order(owner, "third.example.test")
+    reused = wire.finalize(owner, order, csr_der(cert_key, ["third.example.test"]))
+    assert reused.status_code == 200, reused.text

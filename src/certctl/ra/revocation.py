@@ -34,14 +34,19 @@ def revoke(
     reason: RevocationReason,
     actor: str,
     hooks: Sequence[RevocationHook] = (),
+    *,
+    key_proven: bool = True,
 ) -> None:
+    """``key_proven``: the requester showed control of the certificate's key (or is the
+    operator). Only then does keyCompromise block the key: an account that merely holds
+    authorizations must not be able to ban someone else's key (Boulder's rule)."""
     now = ctx.clock()
     with ctx.db.write() as conn:
         if not revocations.mark_revoked(
             conn, version.serial, reason=int(reason), now=now, actor=actor
         ):
             raise AcmeError(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
-        if reason is RevocationReason.KEY_COMPROMISE:
+        if reason is RevocationReason.KEY_COMPROMISE and key_proven:
             # RFC 8555 §7.6: a compromised key must not be certified, or used for an account.
             spki = spki_sha256(leaf_of(version).public_key())
             revocations.block_key(conn, spki, serial=version.serial, now=now)

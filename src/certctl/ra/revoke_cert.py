@@ -102,4 +102,8 @@ def revoke_cert(
         if spki_sha256(jwk.key) != spki_sha256(cert.public_key()):
             raise unauthorized("the JWS must be signed by the certificate's key")
         actor = f"acme-cert-key:{version.serial}"
-    revoke(ctx, version, RevocationReason(reason), actor, hooks)
+    # keyCompromise blocks the key only when the requester proved control of it: by signing
+    # with it now (jwk) or with the CSR it signed when it ordered this certificate. A third
+    # account holding authorizations for the names revokes, but bans no key.
+    proven = account is None or version.acme_account_id == account.id
+    revoke(ctx, version, RevocationReason(reason), actor, hooks, key_proven=proven)
