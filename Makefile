@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test check
+.PHONY: install serve test check bench
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Load benchmark against Pebble (apt-get install pebble wrk; PostgreSQL on 127.0.0.1:5432
+# for the PostgreSQL configuration); writes docs/performance.md. `BENCH_ARGS=--quick` for a
+# smoke run of a few minutes; the full run (3 runs) takes about half an hour.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # ACME client interoperability matrix: every client .ci/run installs, against a served
 # certctl in both auth modes; writes docs/interop.md (INTEROP_FLAGS=--quick: CI's subset).
