@@ -167,3 +167,36 @@ def test_relative_links_resolve(page: Path) -> None:
         if "://" in target:
             continue
         assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_certbot_and_lego_walkthrough_shows_the_tested_commands() -> None:
+    """The commands on the page are the e2e tests' builders rendered with the page's
+    values (directory, state directories, names, port, key type)."""
+    import shlex
+
+    from tests.support.certs import ECDSA_P256
+    from tests.support.clients import certbot_certonly_command, lego_run_command
+
+    directory = "https://ca.example.internal:8443/acme/directory"
+    names = ["www.example.internal", "api.example.internal"]
+    certbot = certbot_certonly_command(
+        certbot="certbot",
+        directory_url=directory,
+        workdir=Path("certbot-state"),
+        names=names,
+        key_type=ECDSA_P256,
+        http01_port=8080,
+    )
+    lego = lego_run_command(
+        lego="lego",
+        directory_url=directory,
+        lego_path=Path("lego-state"),
+        names=names,
+        key_type=ECDSA_P256,
+        http_port=8080,
+        email="ops@example.internal",
+    )
+    page = (WALKTHROUGHS / "certbot-lego.md").read_text()
+    blocks = [m["body"].strip() for m in FENCE.finditer(page) if m["lang"] == "sh"]
+    assert "REQUESTS_CA_BUNDLE=root.pem " + shlex.join(certbot) in blocks
+    assert "LEGO_CA_CERTIFICATES=root.pem " + shlex.join(lego) in blocks
