@@ -230,7 +230,7 @@ def parse_args(argv: list[str] | None) -> Options:
     if unknown:
         parser.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
     levels = tuple(int(v) for v in args.levels.split(",")) if args.levels else LEVELS
-    shown = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    shown = " ".join(["python -m bench", *_shown_args(argv if argv is not None else sys.argv[1:])])
     return Options(
         runs=args.runs if args.runs is not None else (1 if quick else 3),
         levels=levels,
@@ -255,6 +255,30 @@ def parse_args(argv: list[str] | None) -> Options:
         json_path=Path(args.json) if args.json else None,
         render_from=Path(args.render) if args.render else None,
     )
+
+
+_PATH_OPTIONS = ("--json", "--output", "--render")
+
+
+def _shown_args(args: list[str]) -> list[str]:
+    """The arguments for the report: file options by their base name (no machine paths)."""
+    shown: list[str] = []
+    after_path_option = False
+    for arg in args:
+        if after_path_option:
+            shown.append(Path(arg).name)
+            after_path_option = False
+        elif arg in _PATH_OPTIONS:
+            shown.append(arg)
+            after_path_option = True
+        elif arg.startswith(tuple(f"{o}=" for o in _PATH_OPTIONS)):
+            option, value = arg.split("=", 1)
+            shown.append(f"{option}={Path(value).name}")
+        elif "://" in arg:
+            shown.append("URL")  # --postgres-url: may carry a password
+        else:
+            shown.append(arg)
+    return shown
 
 
 def say(msg: str) -> None:
@@ -558,7 +582,8 @@ def measure_endpoints(target: Target, pem: str | None, opts: Options) -> dict[st
             out[name] = EndpointStats(unavailable="wrk not installed")
         return out
     ctx_verify = ssl.create_default_context(cadata=target.ca_pem)
-    with httpx.Client(verify=ctx_verify, trust_env=False, timeout=10) as client:
+    # A server still catching up with the last level may take a while to answer.
+    with httpx.Client(verify=ctx_verify, trust_env=False, timeout=60) as client:
         directory = client.get(target.directory_url).json()
         urls: dict[str, tuple[str, str]] = {
             "directory": ("GET", target.directory_url),
