@@ -124,11 +124,13 @@ def new_order(
     # Open orders first, so a refusal there spends nothing; then the hourly allowance,
     # outside any transaction (a slow shared store must not hold database locks); then
     # open orders again, exactly, under the account's lock in the insert's transaction.
+    # The cap is read before any transaction: never a second connection inside one.
+    cap = limits.concurrent_orders_cap(account.id, profile.id)
     with ctx.db.read() as conn:
-        limits.open_orders(conn, account.id, profile.id, now, lock=False)
+        limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
     with ctx.db.write() as conn:
-        limits.open_orders(conn, account.id, profile.id, now)
+        limits.open_orders(conn, account.id, profile.id, now, cap=cap)
         store.insert_order(conn, order, authzs)
         if replaced is not None:
             ari.claim_replacement(conn, replaced, order)

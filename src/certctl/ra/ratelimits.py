@@ -168,10 +168,15 @@ class RateLimits:
         now: datetime,
         *,
         lock: bool = True,
+        cap: int | None = None,
     ) -> None:
         """With ``lock``, inside the new order's write transaction before its insert: exact.
-        Without, a pre-check on a read connection (refuses before anything is spent)."""
-        n = self.value(Limit.CONCURRENT_ORDERS, account_id=account_id, profile_id=profile_id)
+        Without, a pre-check on a read connection (refuses before anything is spent).
+
+        Pass ``cap`` (from ``concurrent_orders_cap``, read before any transaction): looking
+        it up here may open a second pool connection while ``conn`` holds SQLite's write
+        lock, and under load every pooled connection then waits on that lock."""
+        n = cap if cap is not None else self.concurrent_orders_cap(account_id, profile_id)
         if n <= 0:
             return
         count, earliest = order_store.open_orders(conn, account_id, now, lock=lock)
@@ -179,6 +184,9 @@ class RateLimits:
             # The earliest open order expires by then, at the latest (sooner if finished).
             wait = (earliest - now).total_seconds() if earliest is not None else WINDOW_S
             raise self._trip(Limit.CONCURRENT_ORDERS, n, wait)
+
+    def concurrent_orders_cap(self, account_id: str, profile_id: str) -> int:
+        return self.value(Limit.CONCURRENT_ORDERS, account_id=account_id, profile_id=profile_id)
 
     def key_change(self, account_id: str, profile_id: str) -> None:
         self._spend(
