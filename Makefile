@@ -35,8 +35,22 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Instructions per issuance, newNonce and directory under callgrind (apt-get install
+# valgrind): repeatable on a busy machine, for judging hot-path changes; writes
+# docs/instructions.md. A few minutes.
+.PHONY: bench-instructions
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
+
 # ACME client interoperability matrix: every client .ci/run installs, against a served
 # certctl in both auth modes; writes docs/interop.md (INTEROP_FLAGS=--quick: CI's subset).
 .PHONY: interop
 interop: $(STAMP)
 	$(BIN)/python -m interop $(INTEROP_FLAGS)
+
+# Mixed-load soak against certctl (SQLite, one worker): issuance, refused requests, OCSP,
+# idle and slow connections, with the server's memory sampled from /proc; writes
+# docs/soak.md. Ten minutes by default; SOAK_ARGS="--duration 60" for a short run.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -165,6 +165,11 @@ class Lab:
         """Webroot HTTP and TLS-ALPN responders on the validation ports."""
         return Responder(self.webroot, self.alpn_dir, self.http_port, self.tls_port)
 
+    def responder_for(self, mode: Mode) -> contextlib.AbstractContextManager[object]:
+        """The responders while a client runs in challenge mode; nothing otherwise (the
+        trust-authenticated profile validates nothing)."""
+        return self.responder() if mode is Mode.CHALLENGE else contextlib.nullcontext()
+
     # -- running clients ----------------------------------------------------------------
 
     def run(

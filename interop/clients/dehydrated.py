@@ -45,10 +45,7 @@ class Dehydrated:
         return debian_version("dehydrated")
 
     def run(self, lab: Lab, s: Session) -> None:
-        if s.mode is Mode.CHALLENGE:
-            with lab.responder():
-                self._run(lab, s)
-        else:
+        with lab.responder_for(s.mode):
             self._run(lab, s)
 
     def _run(self, lab: Lab, s: Session) -> None:  # noqa: PLR0915 (one scenario script)

@@ -92,10 +92,7 @@ class Uacme:
                 if scenario != "tls-alpn" or s.mode is Mode.CHALLENGE:
                     s.not_run(scenario, f"cannot give uacme the root: {why_not}")
             return
-        if s.mode is Mode.CHALLENGE:
-            with lab.responder():
-                self._run(lab, s)
-        else:
+        with lab.responder_for(s.mode):
             self._run(lab, s)
 
     def _run(self, lab: Lab, s: Session) -> None:  # noqa: PLR0915 (one scenario script)

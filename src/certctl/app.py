@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certctl.acme.nonce import NonceCodec
 from certctl.bootstrap import Runtime, open_runtime
@@ -22,6 +24,7 @@ from certctl.domain.model import Account
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
 from certctl.pki import PkiState, pki_routes
+from certctl.pki.routes import OCSP_GET_PREFIX, OcspFastPath
 from certctl.ra import RegistrationAuthority, gc
 from certctl.ra.challenges import Validator
 from certctl.ra.pki import PkiService, refresh_tick
@@ -36,12 +39,12 @@ from certctl.ratelimit import (
 from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
 from certctl.va import ValidationAuthority, VASettings
-from certctl.wfe.routes import WfeState, acme_routes
+from certctl.wfe.routes import PREFIX, AcmeApp, WfeState, handler_threads
 
 NONCE_KEY = "acme_nonce_hmac_key"
 
 
-def build_app(runtime: Runtime) -> Starlette:
+def build_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.settings
     with runtime.db.write() as conn:
         # Shared by every worker and replica, so a nonce minted by one is honoured by all.
@@ -85,6 +88,7 @@ def build_app(runtime: Runtime) -> Starlette:
     )
 
     jobs = [recovery]
+    closers: list[Callable[[], None]] = []
     # CRLs are re-signed every CERTCTL_CRL_GENERATION_INTERVAL; every process looks, the
     # first to find one due signs it (the stored CRL number only goes up).
     interval = settings.acme.crl_generation_interval
@@ -96,6 +100,12 @@ def build_app(runtime: Runtime) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Orders a crash left processing are finished before this process serves, even
+        # with the GC loop off. Every worker and replica does this as it starts; reconcile
+        # is safe to run concurrently, and its threshold spares finalizes still in flight
+        # elsewhere. In a thread: on SQLite it may wait on the write lock.
+        reconciled = await asyncio.to_thread(gc.reconcile_at_startup, ra.ctx)
+        metrics.gc_counters["orders_reconciled"].inc(reconciled)
         for job in jobs:
             job.start()
         try:
@@ -107,6 +117,8 @@ def build_app(runtime: Runtime) -> Starlette:
             va.close()
             if redis_store is not None:
                 redis_store.close()
+            for close in closers:
+                close()
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
@@ -115,14 +127,39 @@ def build_app(runtime: Runtime) -> Starlette:
         return PlainTextResponse("ok")
 
     routes = [Route("/metrics", metrics_endpoint), Route("/health", health)]
-    routes += pki_routes(PkiState(pki, metrics, pki_limiter(settings), runtime.clock))
+    pki_state = PkiState(pki, metrics, pki_limiter(settings), runtime.clock)
+    routes += pki_routes(pki_state)
+    rest = Starlette(routes=routes, lifespan=lifespan)
+    acme = None
     if settings.acme.enabled:
-        routes += acme_routes(WfeState(ra, settings.acme, metrics))
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(RequestLogMiddleware)
-    app.state.runtime = runtime
-    app.state.metrics = metrics
-    return app
+        threads = handler_threads(settings.acme.handler_threads, sqlite=runtime.db.is_sqlite)
+        acme = AcmeApp(WfeState(ra, settings.acme, metrics, threads))
+        closers.append(acme.close)
+    return RequestLogMiddleware(FrontDoor(acme, OcspFastPath(pki_state), rest))
+
+
+class FrontDoor:
+    """The hot paths without a framework router in front: everything under /acme/ goes
+    to the ACME dispatcher, and OCSP GETs the cache can answer are answered here.
+    Everything else, lifespan included, goes to the Starlette app."""
+
+    def __init__(self, acme: AcmeApp | None, ocsp: OcspFastPath, rest: ASGIApp) -> None:
+        self.acme = acme
+        self.ocsp = ocsp
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if self.acme is not None and path.startswith(PREFIX):
+                await self.acme(scope, receive, send)
+                return
+            if path.startswith(OCSP_GET_PREFIX):
+                answer = self.ocsp.answer(scope)
+                if answer is not None:
+                    await answer(scope, receive, send)
+                    return
+        await self.rest(scope, receive, send)
 
 
 def build_va(validation: ValidationSettings) -> ValidationAuthority:
@@ -188,7 +225,7 @@ def rate_limit_store(
     return FailoverStore(shared, local, on_error=metrics.ratelimit_store_error), shared
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """uvicorn factory for worker processes: settings come from the environment, and the
     parent (``certctl serve``) has already migrated and bootstrapped."""
     settings = load_settings(os.environ)

@@ -25,6 +25,16 @@ _PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _INT = re.compile(r"^-?[0-9]+$", re.ASCII)
 _REDIS_URL = re.compile(r"^(?:rediss?://[^\s/]|unix:///?[^\s])\S*$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# CERTCTL_ACME_SERVER_RECONCILE_AFTER may not go below this. Between reserving the serial
+# (the order turns processing, RFC 8555 §7.1.6) and recording the certificate, finalize
+# signs (milliseconds) and runs one write transaction whose waits the store bounds: up to
+# 30 s for a pool connection (SQLAlchemy's default pool timeout) plus, on SQLite, up to
+# 15 s for the write lock (busy_timeout); then it has recorded the certificate or given
+# up. One minute covers those 45 s with room for signing under load and for clock skew
+# between replicas (updated_at is the finalizing replica's clock). Below it, reconcile
+# could mark a live finalize's order invalid; that finalize's record (a compare-and-set on
+# processing) would then fail, leaving a signed certificate that is never delivered.
+RECONCILE_AFTER_MIN = timedelta(minutes=1)
 
 
 class ConfigError(ValueError):
@@ -157,6 +167,9 @@ class AcmeServerSettings:
     eab_required: bool = False
     orders_page_size: int = 100
     max_body_bytes: int = 64 * 1024
+    # Threads per worker that run ACME requests needing the store; 0 picks by database
+    # (certctl.wfe.routes.handler_threads). At most the database pool's 10 + 10.
+    handler_threads: int = 0
     external_url: str = ""  # how clients reach us; default https://LISTEN
     ari_enabled: bool = True
     ari_poll_interval: timedelta = timedelta(hours=6)
@@ -167,6 +180,9 @@ class AcmeServerSettings:
     pki_rate_limit_per_second: int = 50  # 0 turns the limit off
     pki_rate_limit_burst: int = 100
     gc_interval: timedelta = timedelta(minutes=1)  # zero turns the GC loop off
+    # How long an order must have been processing before reconcile (at start-up and in
+    # the GC loop) takes its finalize for dead; at least RECONCILE_AFTER_MIN.
+    reconcile_after: timedelta = timedelta(minutes=2)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
@@ -219,6 +235,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_ACME_SERVER_EAB_REQUIRED",
     "CERTCTL_ACME_SERVER_ORDERS_PAGE_SIZE",
     "CERTCTL_ACME_SERVER_MAX_BODY_BYTES",
+    "CERTCTL_ACME_SERVER_HANDLER_THREADS",
     "CERTCTL_ACME_SERVER_HTTP01_CONCURRENCY",
     "CERTCTL_ACME_SERVER_DNS01_CONCURRENCY",
     "CERTCTL_ACME_SERVER_TLSALPN01_CONCURRENCY",
@@ -239,6 +256,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_PKI_RATE_LIMIT_PER_SECOND",
     "CERTCTL_PKI_RATE_LIMIT_BURST",
     "CERTCTL_ACME_SERVER_GC_INTERVAL",
+    "CERTCTL_ACME_SERVER_RECONCILE_AFTER",
     "CERTCTL_ACME_SERVER_RATE_LIMIT_ORDERS_PER_HOUR",
     "CERTCTL_ACME_SERVER_RATE_LIMIT_CONCURRENT_ORDERS",
     "CERTCTL_ACME_SERVER_RATE_LIMIT_KEY_CHANGE_PER_HOUR",
@@ -316,12 +334,18 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
         max_body_bytes=_int(
             prefix + "MAX_BODY_BYTES", get(prefix + "MAX_BODY_BYTES", "65536"), 1024, 1 << 20
         ),
+        handler_threads=_int(
+            prefix + "HANDLER_THREADS", get(prefix + "HANDLER_THREADS", "0"), 0, 20
+        ),
         external_url=_http_url(prefix + "EXTERNAL_URL", get(prefix + "EXTERNAL_URL")),
         ari_enabled=_bool(prefix + "ARI_ENABLED", get(prefix + "ARI_ENABLED", "true")),
         ari_poll_interval=parse_duration(
             prefix + "ARI_POLL_INTERVAL", get(prefix + "ARI_POLL_INTERVAL", "6h")
         ),
         gc_interval=_duration_or_off(prefix + "GC_INTERVAL", get(prefix + "GC_INTERVAL", "1m")),
+        reconcile_after=_reconcile_after(
+            prefix + "RECONCILE_AFTER", get(prefix + "RECONCILE_AFTER", "2m")
+        ),
         crl_generation_interval=parse_duration(
             "CERTCTL_CRL_GENERATION_INTERVAL", get("CERTCTL_CRL_GENERATION_INTERVAL", "1h")
         ),
@@ -363,6 +387,17 @@ def _duration_or_off(name: str, text: str) -> timedelta:
     if text.strip() in ("0", "0s", "0m", "0h"):
         return timedelta(0)
     return parse_duration(name, text)
+
+
+def _reconcile_after(name: str, text: str) -> timedelta:
+    """A duration of at least RECONCILE_AFTER_MIN (see there for why)."""
+    value = parse_duration(name, text)
+    if value < RECONCILE_AFTER_MIN:
+        raise ConfigError(
+            f"{name}: {text!r} must be at least {int(RECONCILE_AFTER_MIN.total_seconds())}s: "
+            "a live finalize may keep an order processing for up to about 45 s"
+        )
+    return value
 
 
 def _validation_settings(get: _Getter, prefix: str) -> ValidationSettings:

@@ -259,7 +259,8 @@ class FleetDb:
 
     def backdate_processing(self, by: timedelta) -> int:
         """Move ``updated_at`` of orders left processing back by ``by``: as if that time
-        had passed since the crash (certctl.ra.gc.STUCK_AFTER is not configurable)."""
+        had passed since the crash (CERTCTL_ACME_SERVER_RECONCILE_AFTER is at least a
+        minute, too long to wait for in a test)."""
         with self.connect() as conn:
             cur = conn.execute(
                 "UPDATE acme_orders SET updated_at = updated_at - %s WHERE status = 'processing'",

@@ -9,7 +9,7 @@ disturbs other tests. Two client threads issue through haproxy the whole time.
 2. An outage held open (stop, RAW probes for OUTAGE_S, start), so that requests certainly
    meet a database that is down: each gets a 500 ``serverInternal`` problem document, no
    traceback, within PROBE_BOUND_S; after the start, new flows succeed again within
-   RECOVERY_BOUND_S (the pool's pre-ping replaces the dead connections).
+   RECOVERY_BOUND_S (the first statement on a dead connection invalidates the pool).
 """
 
 from __future__ import annotations

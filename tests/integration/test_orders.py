@@ -100,6 +100,21 @@ def test_identifiers_are_normalised(wire: Wire) -> None:
     assert sorted(names.get_values_for_type(x509.DNSName)) == ["b.x.test", "mixed.example.test"]
 
 
+def test_new_order_and_finalize_answer_what_a_read_of_the_order_returns(wire: Wire) -> None:
+    # Both answer from what their own transaction wrote rather than reading the order back:
+    # the answer must still be what a read returns, authorizations in the same order.
+    account = wire.new_account()
+    names = ("zz.example.test", "aa.example.test", "mm.example.test")
+    created = wire.new_order(account, *names)
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    assert created.json() == wire.as_account(account, url).json()
+    final = wire.finalize(account, created.json(), csr_der(Key.ec256(), list(names)))
+    assert final.status_code == 200, final.text
+    assert final.json()["status"] == "valid"
+    assert final.json() == wire.as_account(account, url).json()
+
+
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_name_is_rejected_identifier(wire: Wire, name: str) -> None:
     account = wire.new_account()

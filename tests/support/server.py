@@ -120,6 +120,20 @@ class ServedCertctl:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The served process (the parent of any workers; with one worker, the one that
+        accepts connections)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash), then reap it as ``stop`` does."""
+        assert self._proc is not None and self._proc.poll() is None, "not running"
+        self._signal(self._proc, signal.SIGKILL)
+        self._proc.wait(timeout=10)
+        self.stop()
+
     def __enter__(self) -> ServedCertctl:
         self.start()
         return self

@@ -12,6 +12,7 @@ import pytest
 from certctl.config import (
     CA_KEY_TYPES,
     ENV_VARS,
+    RECONCILE_AFTER_MIN,
     AcmeServerSettings,
     ConfigError,
     RateLimitSettings,
@@ -68,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "acme.eab_required": False,
     "acme.orders_page_size": 100,
     "acme.max_body_bytes": 65536,
+    "acme.handler_threads": 0,
     "acme.external_url": "",
     "acme.ari_enabled": True,
     "acme.ari_poll_interval": timedelta(hours=6),
@@ -76,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "acme.pki_rate_limit_per_second": 50,
     "acme.pki_rate_limit_burst": 100,
     "acme.gc_interval": timedelta(minutes=1),
+    "acme.reconcile_after": timedelta(minutes=2),
     "acme.validation.http01_concurrency": 10,
     "acme.validation.dns01_concurrency": 10,
     "acme.validation.tlsalpn01_concurrency": 10,
@@ -140,6 +143,7 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     (ACME + "EAB_REQUIRED", "yes", "acme.eab_required", True),
     (ACME + "ORDERS_PAGE_SIZE", "25", "acme.orders_page_size", 25),
     (ACME + "MAX_BODY_BYTES", "1024", "acme.max_body_bytes", 1024),
+    (ACME + "HANDLER_THREADS", "12", "acme.handler_threads", 12),
     (ACME + "HTTP01_CONCURRENCY", "3", "acme.validation.http01_concurrency", 3),
     (ACME + "DNS01_CONCURRENCY", "4", "acme.validation.dns01_concurrency", 4),
     (ACME + "TLSALPN01_CONCURRENCY", "5", "acme.validation.tlsalpn01_concurrency", 5),
@@ -175,6 +179,7 @@ OVERRIDES: list[tuple[str, str, str, Any]] = [
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "0", "acme.pki_rate_limit_per_second", 0),
     ("CERTCTL_PKI_RATE_LIMIT_BURST", "7", "acme.pki_rate_limit_burst", 7),
     (ACME + "GC_INTERVAL", "0", "acme.gc_interval", timedelta(0)),
+    (ACME + "RECONCILE_AFTER", "5m30s", "acme.reconcile_after", timedelta(minutes=5, seconds=30)),
     (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "0", "acme.rate_limits.orders_per_hour", 0),
     (ACME + "RATE_LIMIT_CONCURRENT_ORDERS", "50", "acme.rate_limits.concurrent_orders", 50),
     (ACME + "RATE_LIMIT_KEY_CHANGE_PER_HOUR", "1", "acme.rate_limits.key_change_per_hour", 1),
@@ -329,12 +334,19 @@ BAD: list[tuple[str, str]] = [
     (ACME + "MAX_BODY_BYTES", "1023"),
     (ACME + "MAX_BODY_BYTES", str((1 << 20) + 1)),
     (ACME + "MAX_BODY_BYTES", "64k"),
+    (ACME + "HANDLER_THREADS", "21"),  # more than the database pool holds
+    (ACME + "HANDLER_THREADS", "-1"),
     ("CERTCTL_PKI_BASE_URL", "pki.example"),
     ("CERTCTL_PKI_BASE_URL", "http://pki.example/?x=1"),
     ("CERTCTL_PKI_BASE_URL", "http://pki.example/a b"),
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "-1"),
     ("CERTCTL_PKI_RATE_LIMIT_PER_SECOND", "2.5"),
     ("CERTCTL_PKI_RATE_LIMIT_BURST", "0"),
+    (ACME + "RECONCILE_AFTER", "0"),
+    (ACME + "RECONCILE_AFTER", "0s"),
+    (ACME + "RECONCILE_AFTER", "-2m"),
+    (ACME + "RECONCILE_AFTER", "59s"),
+    (ACME + "RECONCILE_AFTER", "120"),
     (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "-1"),
     (ACME + "RATE_LIMIT_ORDERS_PER_HOUR", "100/h"),
     (ACME + "RATE_LIMIT_CONCURRENT_ORDERS", "1000001"),
@@ -352,6 +364,25 @@ BAD: list[tuple[str, str]] = [
 def test_bad_values_raise_config_error_naming_the_variable(name: str, text: str) -> None:
     err = error(**{name: text})
     assert str(err).startswith(f"{name}:")
+
+
+@pytest.mark.parametrize("text", ["1m", "60s", "0h1m", "24h"])
+def test_reconcile_after_accepts_its_floor_and_above(text: str) -> None:
+    got = settings(**{ACME + "RECONCILE_AFTER": text}).acme.reconcile_after
+    assert got == parse_duration("X", text) >= RECONCILE_AFTER_MIN
+
+
+@pytest.mark.parametrize("text", ["1s", "30s", "45s", "59s"])
+def test_reconcile_after_below_the_finalize_budget_is_refused(text: str) -> None:
+    # A live finalize may hold an order processing for about 45 s (pool and SQLite lock
+    # waits): a smaller threshold would let a starting replica fail it mid-flight.
+    err = error(**{ACME + "RECONCILE_AFTER": text})
+    assert str(err).startswith(f"{ACME}RECONCILE_AFTER:")
+    assert "at least 60s" in str(err)
+
+
+def test_reconcile_after_default_respects_its_floor() -> None:
+    assert AcmeServerSettings().reconcile_after >= RECONCILE_AFTER_MIN
 
 
 def test_database_url_error_does_not_echo_credentials() -> None:

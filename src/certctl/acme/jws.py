@@ -288,6 +288,11 @@ def _loads_strict(data: bytes, what: str) -> object:
 
 
 def _check_depth(text: str) -> None:
+    # Every bracket opens at most one level, so few brackets cannot nest too deep; an ACME
+    # body has a handful (its header and payload are base64url strings), and the exact
+    # scan below costs a regex pass over every string in the body.
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
     depth = 0
     for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
         depth += 1 if match.group() in "[{" else -1

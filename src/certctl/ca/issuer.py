@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -46,11 +47,21 @@ def issuer_id(cert: x509.Certificate) -> str:
     return "iss-" + subject_key_identifier(cert).digest.hex()[:16]
 
 
+@functools.lru_cache(maxsize=256)
+def csr_signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    """Whether the CSR's self-signature verifies (RFC 2986 §3), remembered per request.
+
+    The RA checks it before an order moves to processing and the CA again before signing:
+    the second check is a lookup. Keyed by equality (the DER), so a hit is the same bytes.
+    """
+    return csr.is_signature_valid
+
+
 def checked_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
     """The CSR's public key, once its self-signature proves possession (RFC 2986 §3)."""
     try:
         public_key = csr.public_key()
-        valid = csr.is_signature_valid
+        valid = csr_signature_valid(csr)
     except UnsupportedAlgorithm as exc:
         raise AcmeError(ProblemType.BAD_CSR, "CSR uses an unsupported algorithm") from exc
     except (ValueError, TypeError) as exc:
@@ -81,10 +92,11 @@ def _check_key_strength(public_key: CertificatePublicKeyTypes) -> None:
 class Issuer:
     """One issuing CA certificate and its key. Immutable after construction."""
 
-    __slots__ = ("_key", "aki", "cert_pem", "certificate", "chain_pem", "id", "ski")
+    __slots__ = ("_key", "_spki", "aki", "cert_pem", "certificate", "chain_pem", "id", "ski")
 
     def __init__(self, certificate: x509.Certificate, key: PrivateKey, root_pem: str) -> None:
-        if spki(certificate.public_key()) != spki(key.public_key()):
+        self._spki = spki(key.public_key())
+        if spki(certificate.public_key()) != self._spki:
             raise ValueError("issuer key does not match its certificate")
         self.certificate = certificate
         self._key = key
@@ -102,7 +114,7 @@ class Issuer:
         """Sign a leaf for ``request``; ``AcmeError`` (badCSR/badPublicKey) for bad client
         input, ``LintError`` if the result fails the pre-issuance checks."""
         public_key = checked_public_key(request.csr)
-        if spki(public_key) == spki(self._key.public_key()):
+        if spki(public_key) == self._spki:
             raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "CSR reuses a CA key")
         ski = x509.SubjectKeyIdentifier(self.ski)
         builder = build_leaf(request, public_key, self.certificate, ski)

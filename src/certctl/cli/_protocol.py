@@ -1,4 +1,4 @@
-"""The HTTP protocol class for uvicorn, with two changes for an Internet-facing server.
+"""The HTTP protocol class for uvicorn, with the changes an Internet-facing server needs.
 
 1. A request head must arrive within HEAD_TIMEOUT_S of the connection opening (or of the
    first byte of a later request on a keep-alive connection): uvicorn itself never times
@@ -8,31 +8,173 @@
    close waits for the peer's close_notify, and an idle client never sends one, so a
    SIGTERM would sit out the whole graceful timeout. Connections with a request in flight
    still finish it first (uvicorn marks them keep_alive=False and closes afterwards).
+3. Message framing is checked before a request reaches the application, so that no
+   intermediary in front of certctl can disagree with it about where a request ends
+   (request smuggling, RFC 9112 §11.2). llhttp, uvicorn's parser, already refuses
+   Content-Length with Transfer-Encoding, repeated or signed Content-Length, bare LF and
+   obs-fold; on top of that this class refuses (400, then closes the connection):
+   Transfer-Encoding other than exactly one ``chunked`` (RFC 9112 §6.1, §6.3), which
+   llhttp accepts as ``identity, chunked`` or split over two field lines;
+   Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1), which llhttp honours, even
+   on a keep-alive connection; a Content-Length that is not only digits (llhttp lets
+   trailing whitespace through, and the raw value reaches the application); a missing
+   (HTTP/1.1) or repeated Host (RFC 9112 §3.2: ACME URLs are built from it); and HTTP
+   versions other than 1.0 and 1.1 (llhttp accepts ``HTTP/2.0`` and a bare HTTP/0.9
+   request line). 400 rather than RFC 9112 §6.1's 501 for an unknown coding: a refused
+   request is the client's fault, like every other framing error llhttp reports.
+4. Size bounds the parser lacks. A request head over HEAD_MAX_BYTES is answered 431
+   (RFC 6585 §5) and the connection closed: llhttp has no limit, and httptools and
+   uvicorn would hold the whole head in memory. It is counted twice, from the parser's
+   callbacks (the URL and each complete field line) and from the reads that lie wholly
+   inside one unfinished head (a field line trickled in forever). Chunk framing (size
+   lines, extensions, trailers: RFC 9112 §7.1) of more than CHUNK_FRAMING_MAX_BYTES in one
+   request is refused: llhttp skips chunk extensions without counting them, so a client
+   could stream extension bytes forever without its body growing (Node.js
+   CVE-2024-22019). Reads are parsed in slices of PARSE_SLICE_BYTES, so that each count
+   misses at most one slice at either end, however much one transport read returns.
+5. A response that starts before the request body has been read to its end carries
+   ``Connection: close`` and closes the connection (RFC 9112 §9.3: read the whole body
+   or close; §9.6: announce it). uvicorn would keep reading and discarding the rest of
+   the body, with no time limit once the application has answered, and a huge declared
+   chunk would swallow whatever follows it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 HEAD_TIMEOUT_S = 10.0
+HEAD_MAX_BYTES = 64 * 1024
+CHUNK_FRAMING_MAX_BYTES = 64 * 1024
+PARSE_SLICE_BYTES = 16 * 1024
+
+log = logging.getLogger("certctl.http")
+
+_DIGITS = re.compile(rb"[0-9]+")
+_VERSIONS = ("1.0", "1.1")
+
+
+class _RefusedError(Exception):
+    """Raised from a parser callback: llhttp stops and uvicorn answers 400."""
 
 
 class DrainingHttpToolsProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
+    # Between the end of one message and the end of the next head (idle included).
+    _in_head = True
+    _heads_done = 0
+    _messages_done = 0
+    _head_bytes = 0  # reads wholly inside the current head
+    _head_fields = 0  # its URL and field lines, as the parser hands them over
+    # The current message: chunked or not, decoded body bytes, chunk framing bytes.
+    _chunked = False
+    _body_bytes = 0
+    _framing_bytes = 0
+    _body_done_cycle: object = None
+    _refusal: str | None = None
+    _refusal_status = 400
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()
 
+    def data_received(self, data: bytes) -> None:
+        # Parsed in slices, as if the peer's data had arrived in smaller reads (which it
+        # may anyway): the counts below skip a read that crosses a head or message
+        # boundary, so how much can go uncounted must not depend on how much one
+        # transport read returns (up to 256 KiB over TLS).
+        self._parse(data[:PARSE_SLICE_BYTES])
+        for start in range(PARSE_SLICE_BYTES, len(data), PARSE_SLICE_BYTES):
+            if self._refusal is not None or self.transport.is_closing():
+                return
+            self._parse(data[start : start + PARSE_SLICE_BYTES])
+
+    def _parse(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # refused: the connection is closing, nothing more is parsed
+        in_head, heads, messages, body = (
+            self._in_head,
+            self._heads_done,
+            self._messages_done,
+            self._body_bytes,
+        )
+        super().data_received(data)
+        if self._refusal is not None or self.transport.is_closing():
+            return
+        # Only slices that lie wholly inside one head (or one chunked body) are counted, so
+        # the counts are exact; what goes uncounted is at most one slice at each end.
+        if in_head and self._in_head and self._heads_done == heads:
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_MAX_BYTES:
+                self._refuse(431, f"request head over {HEAD_MAX_BYTES} bytes")
+        elif (
+            not in_head and not self._in_head and self._chunked and self._messages_done == messages
+        ):
+            self._framing_bytes += len(data) - (self._body_bytes - body)
+            if self._framing_bytes > CHUNK_FRAMING_MAX_BYTES:
+                self._refuse(400, f"chunk framing over {CHUNK_FRAMING_MAX_BYTES} bytes")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_bytes = self._head_fields = 0
         self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
+        self._in_head = False
+        self._heads_done += 1
+        problem = self._framing_problem()
+        if problem is not None:
+            self._refusal = problem
+            raise _RefusedError(problem)
         super().on_headers_complete()
+        cycle: RequestResponseCycle | None = self.cycle
+        if cycle is None or cycle.response_complete:
+            return  # an upgrade, which uvicorn handed over without a new cycle
+        send = cycle.send
+
+        async def send_or_close(message: ASGISendEvent) -> None:
+            # An answer that starts before the body has ended closes the connection, and
+            # says so (Connection: close), so that clients do not reuse it.
+            # Requests are parsed in order: once a later one exists, this body has ended.
+            ended = self.cycle is not cycle or self._body_done_cycle is cycle
+            if message["type"] == "http.response.start" and not ended:
+                cycle.keep_alive = False
+            await send(message)
+
+        # The application task has not started yet: it will call this one.
+        cycle.send = send_or_close  # type: ignore[method-assign]
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        self._messages_done += 1
+        self._body_done_cycle = self.cycle
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to every parser error; a refusal of ours carries its reason.
+        self._send_and_close(self._refusal_status, self._refusal or msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -43,6 +185,83 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         super().shutdown()
         if idle:
             self.transport.abort()
+
+    # -- framing -------------------------------------------------------------------
+
+    def _count_head(self, size: int) -> None:
+        self._head_fields += size
+        if self._head_fields > HEAD_MAX_BYTES:
+            self._refusal_status = 431
+            self._refusal = f"request head over {HEAD_MAX_BYTES} bytes"
+            raise _RefusedError(self._refusal)
+
+    def _framing_problem(self) -> str | None:
+        version = self.parser.get_http_version()
+        if version not in _VERSIONS:
+            return f"HTTP/{version} is not supported"
+        hosts = lengths = 0
+        codings: list[bytes] = []
+        for name, value in self.headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                lengths += 1
+                if not _DIGITS.fullmatch(value):
+                    return "Content-Length is not a decimal number"
+            elif name == b"transfer-encoding":
+                # A list field (RFC 9110 §5.6.1): empty elements are allowed and ignored.
+                codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            return "missing or repeated Host"
+        # llhttp refuses these two already; checked again so that a parser leniency
+        # switched on later cannot reopen them.
+        if lengths > 1:
+            return "more than one Content-Length"
+        if codings and lengths:
+            return "Content-Length together with Transfer-Encoding"
+        if codings and version == "1.0":
+            return "Transfer-Encoding in an HTTP/1.0 request"
+        if codings and codings != [b"chunked"]:
+            return "Transfer-Encoding other than chunked"
+        self._chunked = bool(codings)
+        self._body_bytes = self._framing_bytes = 0
+        return None
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` and close, from outside the parser (size bounds)."""
+        self._refusal = reason
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The application may be waiting for this body: it sees a disconnect, and
+            # whatever it would answer is dropped (ours has been sent).
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._send_and_close(status, reason)
+
+    def _send_and_close(self, status: int, reason: str) -> None:
+        if self._refusal is not None:  # uvicorn has logged its own parser errors
+            fields = {"status": status, "reason": reason, "client": self._peer()}
+            log.info("refused request", extra={"fields": fields})
+        body = reason.encode("ascii")
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
+
+    def _peer(self) -> str | None:
+        return self.client[0] if self.client else None
+
+    # -- head timer ----------------------------------------------------------------
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import shutil
 import sys
 from collections.abc import Callable
@@ -78,8 +79,25 @@ def _shared_metrics_dir(settings: Settings) -> None:
     os.environ[MULTIPROC_ENV] = str(path.resolve())
 
 
+def _raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection, idle or not, holds a file
+    descriptor, and at the usual soft limit of 1024 a thousand idle clients would make
+    accept() fail for everyone else."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning(
+            "open files limit not raised", extra={"fields": {"soft": soft, "error": str(exc)}}
+        )
+        return
+    log.info("open files limit", extra={"fields": {"limit": hard, "was": soft}})
+
+
 def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
+    _raise_open_files_limit()
     runtime = initialize(settings)
     ssl: dict[str, str] = {}
     scheme = "http"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+from threading import Lock
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +19,7 @@ from certctl.domain.model import Account, AccountStatus, Profile
 from certctl.ra import eab
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.ratelimits import RateLimits
+from certctl.ra.replay import spend_nonce
 from certctl.storage import accounts as store
 from certctl.storage import audit_log, revocations
 from certctl.storage import orders as order_store
@@ -130,6 +135,10 @@ def account_for_kid(ctx: RAContext, profile: Profile, account_id: str) -> Accoun
     """RFC 8555 §6.2: kid must name an existing, valid account of this profile."""
     with ctx.db.read() as conn:
         account = store.get(conn, account_id)
+    return _usable_for_kid(account, profile)
+
+
+def _usable_for_kid(account: Account | None, profile: Profile) -> Account:
     if account is None:
         raise AcmeError(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no such account")
     if account.profile_id != profile.id:
@@ -137,6 +146,84 @@ def account_for_kid(ctx: RAContext, profile: Profile, account_id: str) -> Accoun
     if account.status is not AccountStatus.VALID:
         raise unauthorized(f"account is {account.status.value}")
     return account
+
+
+class AccountCache:
+    """Accounts by id, per process, so that a kid's key is found without a transaction of
+    its own. Never trusted alone: ``authenticate_kid`` confirms the cached key against the
+    stored row in the transaction that spends the nonce."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._items: OrderedDict[str, Account] = OrderedDict()
+        self._size = size
+        self._lock = Lock()
+
+    def get(self, account_id: str) -> Account | None:
+        with self._lock:
+            hit = self._items.get(account_id)
+            if hit is not None:
+                self._items.move_to_end(account_id)
+            return hit
+
+    def put(self, account: Account) -> None:
+        with self._lock:
+            self._items[account.id] = account
+            self._items.move_to_end(account.id)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def drop(self, account_id: str) -> None:
+        with self._lock:
+            self._items.pop(account_id, None)
+
+
+def authenticate_kid(
+    ctx: RAContext,
+    cache: AccountCache,
+    profile: Profile,
+    account_id: str,
+    nonce: str,
+    nonce_expires_at: datetime,
+    verify: Callable[[Account], None],
+) -> Account:
+    """RFC 8555 §6.2 and §6.5 for a kid-signed request, in one write transaction.
+
+    ``verify`` checks the JWS signature with the account's key (raising if it fails); it
+    runs outside any transaction, so nothing is spent on a forged request. Then, in one
+    transaction, the stored row must still hold the key that verified (a key rollover or
+    deactivation on another replica is seen here) and the nonce is spent. A stale cached
+    key is replaced and the signature checked again with the stored one, once.
+    """
+    cached = cache.get(account_id)
+    if cached is not None:
+        known = _usable_for_kid(cached, profile)
+    else:
+        known = account_for_kid(ctx, profile, account_id)
+    for _ in range(3):
+        try:
+            verify(known)
+        except AcmeError:
+            if cached is None:
+                raise
+            # The cached key may be stale (rolled over elsewhere): check the stored one.
+            cache.drop(account_id)
+            cached = None
+            known = account_for_kid(ctx, profile, account_id)
+            continue
+        with ctx.db.write() as conn:
+            current = store.get(conn, account_id)
+            confirmed = current is not None and current.jwk_json == known.jwk_json
+            if confirmed:
+                # Raising here rolls back: a refused account spends no nonce.
+                current = _usable_for_kid(current, profile)
+                spend_nonce(conn, nonce, nonce_expires_at)
+        if confirmed and current is not None:
+            cache.put(current)
+            return current
+        cache.drop(account_id)
+        cached = None
+        known = _usable_for_kid(current, profile)
+    raise unauthorized("the account key changed while the request was checked; retry")
 
 
 def update_account(ctx: RAContext, account: Account, payload: dict[str, Any]) -> Account:

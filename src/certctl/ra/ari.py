@@ -92,11 +92,10 @@ def _replacement_alive(ctx: RAContext, order_id: str) -> bool:
     return status is not OrderStatus.INVALID
 
 
-def replaces_id(ctx: RAContext, version_id: str) -> str | None:
+def replaces_id_on(conn: Connection, version_id: str) -> str | None:
     """The renewalInfo identifier of the version an order replaces: what the client sent
     (parse_cert_id accepts only the canonical spelling, so encoding gives it back)."""
-    with ctx.db.read() as conn:
-        version = inventory.get_version(conn, version_id)
+    version = inventory.get_version(conn, version_id)
     if version is None or not version.aki:
         return None
     return encode_cert_id(bytes.fromhex(version.aki), int(version.serial, 16))

@@ -11,17 +11,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Connection
 
 from certctl.acme.b64 import b64url_decode
 from certctl.acme.jwk import spki_sha256
 from certctl.acme.problems import problem_document
-from certctl.ca import IssuedCertificate, IssueRequest, LocalCA
+from certctl.ca import IssuedCertificate, IssueRequest, LocalCA, csr_signature_valid
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
 from certctl.domain.identifiers import identifier_set
 from certctl.domain.model import Account, CertificateVersion, OrderStatus, Profile
@@ -29,7 +31,7 @@ from certctl.domain.serials import canonical_serial, new_serial
 from certctl.policy.keys import check_subscriber_key
 from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
-from certctl.ra.orders import OrderView, get_order
+from certctl.ra.orders import OrderView, order_view
 from certctl.ra.pki import crl_url, ocsp_url
 from certctl.storage import accounts as account_store
 from certctl.storage import audit_log, inventory, revocations
@@ -53,7 +55,7 @@ def parse_csr(payload: dict[str, Any]) -> x509.CertificateSigningRequest:
     except ValueError:
         raise _bad_csr("csr is not a DER PKCS#10 request") from None
     try:
-        if not csr.is_signature_valid:
+        if not csr_signature_valid(csr):
             raise _bad_csr("csr signature does not verify")
     except (ValueError, TypeError):
         raise _bad_csr("csr signature cannot be checked") from None
@@ -92,14 +94,19 @@ def finalize(
     order_id: str,
     payload: dict[str, Any],
 ) -> OrderView:
-    view = get_order(ctx, account, order_id)
-    if view.status is not OrderStatus.READY:
-        raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
-    csr = parse_csr(payload)
-    _check_csr(ctx, profile, view, csr)
+    # Every check reads from one transaction; CAA lookups (network) come after it.
+    with ctx.db.read() as conn:
+        view = order_view(ctx, conn, account, order_id)
+        if view.status is not OrderStatus.READY:
+            raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
+        csr = parse_csr(payload)
+        _check_csr(conn, profile, view, csr)
+        authzs = (
+            [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
+            if profile.caa_check
+            else []
+        )
     if profile.caa_check:
-        with ctx.db.read() as conn:
-            authzs = [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
         check_caa_at_finalize(ctx, validator, profile, account, authzs)
     serial = new_serial()
     now = ctx.clock()
@@ -116,22 +123,21 @@ def finalize(
             details={"serial": canonical_serial(serial)},
         )
     issued = _sign(ctx, ca, profile, account, view, csr, serial)
-    _record(ctx, profile, account, view, csr, issued)
-    return get_order(ctx, account, order_id)
+    return _record(ctx, profile, account, view, csr, issued)
 
 
 def _check_csr(
-    ctx: RAContext, profile: Profile, view: OrderView, csr: x509.CertificateSigningRequest
+    conn: Connection, profile: Profile, view: OrderView, csr: x509.CertificateSigningRequest
 ) -> None:
     key = csr.public_key()
     check_subscriber_key(profile, key)
-    with ctx.db.read() as conn:
-        if revocations.key_blocked(conn, spki_sha256(key)):
-            # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
-            raise _bad_csr("csr key is blocked: it was reported compromised")
-        if account_store.key_in_use(conn, spki_sha256(key)):
-            # RFC 8555 §11.1: the certificate key must not be an account key.
-            raise _bad_csr("csr key is an ACME account key; use a separate key")
+    spki = spki_sha256(key)
+    if revocations.key_blocked(conn, spki):
+        # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
+        raise _bad_csr("csr key is blocked: it was reported compromised")
+    if account_store.key_in_use(conn, spki):
+        # RFC 8555 §11.1: the certificate key must not be an account key.
+        raise _bad_csr("csr key is an ACME account key; use a separate key")
     wanted = identifier_set(view.order.identifiers)
     got = csr_names(csr)
     if got != wanted:
@@ -212,7 +218,10 @@ def _record(
     view: OrderView,
     csr: x509.CertificateSigningRequest,
     issued: IssuedCertificate,
-) -> None:
+) -> OrderView:
+    """Record the certificate and finish the order in one transaction. The order as it
+    now stands is the one read at the start with what this transaction changed: the
+    processing claim (``begin_processing``) kept every other writer away from it."""
     now = ctx.clock()
     names = sorted(i.value for i in view.order.identifiers)
     version = CertificateVersion(
@@ -261,6 +270,8 @@ def _record(
             object_id=view.order.id,
             details={"certificate_id": version.id, "serial": version.serial},
         )
+    done = replace(view.order, stored_status=OrderStatus.VALID, certificate_id=version.id)
+    return OrderView(done, OrderStatus.VALID, view.replaces)
 
 
 def _aki_hex(cert: x509.Certificate) -> str:

@@ -1,7 +1,7 @@
 """The GC loop's sweeps (CERTCTL_ACME_SERVER_GC_INTERVAL) and the reconciliation of
-orders a crash left processing. Each change writes an audit event (actor acme-system:gc)
-in the same transaction; each sweep is its own transaction, so one failing sweep does not
-block the others."""
+orders a crash left processing, in the loop and once at start-up. Each change writes an
+audit event (actor acme-system:gc) in the same transaction; each sweep is its own
+transaction, so one failing sweep does not block the others."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from certctl.acme.problems import problem_document
+from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.model import OrderStatus
 from certctl.ra.context import RAContext
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "acme-system:gc"
 BATCH = 500
-# An order processing longer than this lost its worker (finalize signs in milliseconds).
-STUCK_AFTER = timedelta(minutes=2)
+# The default of CERTCTL_ACME_SERVER_RECONCILE_AFTER: an order processing longer than this
+# lost its worker. reconcile() reads the configured value from the context's settings.
+STUCK_AFTER = AcmeServerSettings().reconcile_after
 
 
 @dataclass
@@ -84,9 +86,16 @@ def sweep(ctx: RAContext) -> GcCounts:
     return counts
 
 
-def reconcile(ctx: RAContext, older_than: timedelta = STUCK_AFTER) -> int:
+def reconcile(ctx: RAContext, older_than: timedelta | None = None) -> int:
     """Finish orders left processing: valid if their certificate was recorded, else
-    invalid (the client orders again). Never leaves one stuck."""
+    invalid (the client orders again). Never leaves one stuck.
+
+    Only orders processing for longer than ``older_than`` (default: the configured
+    CERTCTL_ACME_SERVER_RECONCILE_AFTER) are touched: a younger one may be another
+    worker's or replica's finalize in flight. Safe to run in several processes at once:
+    one write transaction, and each order changes only while it is still processing (a
+    conditional update), so exactly one caller finishes and audits it."""
+    older_than = ctx.settings.reconcile_after if older_than is None else older_than
     now = ctx.clock()
     error = json.dumps(
         problem_document(
@@ -95,7 +104,11 @@ def reconcile(ctx: RAContext, older_than: timedelta = STUCK_AFTER) -> int:
     )
     done = 0
     with ctx.db.write() as conn:
-        for order_id, cert_id in store.stuck_processing(conn, now - older_than, BATCH):
+        # Updated in id order: two replicas reconciling together (PostgreSQL) then lock
+        # their rows in the same order and cannot deadlock; the loser's updates match no
+        # row once the winner commits.
+        stuck = sorted(store.stuck_processing(conn, now - older_than, BATCH))
+        for order_id, cert_id in stuck:
             status = OrderStatus.VALID if cert_id else OrderStatus.INVALID
             if order_store.finish_processing(
                 conn,
@@ -115,6 +128,29 @@ def reconcile(ctx: RAContext, older_than: timedelta = STUCK_AFTER) -> int:
                     details={"status": status.value, "certificate_id": cert_id},
                 )
                 done += 1
+    return done
+
+
+def reconcile_at_startup(ctx: RAContext) -> int:
+    """The start-up pass: finish the orders a crash left processing before this process
+    serves, rather than waiting for the GC loop (which GC_INTERVAL=0 turns off). It uses
+    the configured threshold, never zero: a replica starting while another one finalizes
+    must leave that order alone. Never raises (a failure must not stop the server from
+    starting); the GC loop, when on, tries again. Returns how many it finished."""
+    try:
+        done = reconcile(ctx)
+    except Exception:
+        log.exception("start-up reconciliation of orders left processing failed")
+        return 0
+    log.info(
+        "start-up reconciliation",
+        extra={
+            "fields": {
+                "orders_reconciled": done,
+                "older_than_s": int(ctx.settings.reconcile_after.total_seconds()),
+            }
+        },
+    )
     return done
 
 

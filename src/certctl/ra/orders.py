@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found, unauthorized
 from certctl.domain.identifiers import parse_identifiers
 from certctl.domain.lifecycle import authz_effective_status, order_status
@@ -126,8 +128,9 @@ def new_order(
     # open orders again, exactly, under the account's lock in the insert's transaction.
     # The cap is read before any transaction: never a second connection inside one.
     cap = limits.concurrent_orders_cap(account.id, profile.id)
-    with ctx.db.read() as conn:
-        limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
+    if cap > 0:
+        with ctx.db.read() as conn:
+            limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
     with ctx.db.write() as conn:
         limits.open_orders(conn, account.id, profile.id, now, cap=cap)
@@ -147,7 +150,16 @@ def new_order(
                 "identifiers": [i.value for i in identifiers],
             },
         )
-    return get_order(ctx, account, order.id)
+        replaces = ari.replaces_id_on(conn, order.replaces) if order.replaces else None
+    # What was just written, as a read would return it (authorizations in the store's
+    # order); nothing else can have touched an order this transaction created.
+    stored = sorted(authzs, key=lambda a: (a.identifier.value, a.id))
+    return _view(
+        ctx,
+        replace(order, authz_ids=tuple(a.id for a in stored)),
+        [(a.status, a.expires_at) for a in stored],
+        replaces,
+    )
 
 
 def _reused_authz(
@@ -239,16 +251,34 @@ def _challenge_types(ident: Identifier) -> tuple[str, ...]:
 
 def get_order(ctx: RAContext, account: Account, order_id: str) -> OrderView:
     with ctx.db.read() as conn:
-        found = store.get_order(conn, order_id)
+        return order_view(ctx, conn, account, order_id)
+
+
+def order_view(ctx: RAContext, conn: Connection, account: Account, order_id: str) -> OrderView:
+    """The order as its account sees it, read on ``conn`` (callers that hold a transaction
+    answer from it instead of opening another)."""
+    found = store.get_order(conn, order_id)
     if found is None or found[0].account_id != account.id:
         # Another account's order is indistinguishable from a missing one.
         raise not_found("no such order")
     order, authz_rows = found
+    replaces = ari.replaces_id_on(conn, order.replaces) if order.replaces else None
+    return _view(ctx, order, authz_rows, replaces)
+
+
+def _view(
+    ctx: RAContext,
+    order: Order,
+    authz_rows: list[tuple[AuthzStatus, datetime]],
+    replaces: str | None,
+) -> OrderView:
+    """The order with its status derived now (RFC 8555 §7.1.6) from its authorizations'
+    (status, expiry)."""
     now = ctx.clock()
     effective = [authz_effective_status(s, exp, now) for s, exp in authz_rows]
-    status = order_status(order.stored_status, effective, order.expires_at, now)
-    replaces = ari.replaces_id(ctx, order.replaces) if order.replaces else None
-    return OrderView(order, status, replaces)
+    return OrderView(
+        order, order_status(order.stored_status, effective, order.expires_at, now), replaces
+    )
 
 
 def list_orders(

@@ -163,6 +163,23 @@ class PkiService:
         self.poll_feed()
         return self.ocsp.answer(issuer, query)
 
+    def cached_answer(self, issuer_id: str, request: bytes | str) -> OcspAnswer | None:
+        """The pre-signed answer to a GET (a DER request, or a serial in hex), when this
+        process holds one and has looked at the revocation feed within FEED_POLL_SECONDS;
+        never reads the store, so the event loop may ask. None: ask ``answer`` or
+        ``answer_serial``, which also give every error answer."""
+        issuer = self._ca.issuers.get(issuer_id)
+        if issuer is None or self._ticker() - self._polled >= FEED_POLL_SECONDS:
+            return None
+        try:
+            if isinstance(request, str):
+                query = query_for_serial(issuer.certificate, parse_serial_hex(request))
+            else:
+                query = replace(parse_request(request), nonce=None)
+        except (AcmeError, OCSPRequestError):
+            return None
+        return self.ocsp.cached(issuer, query)
+
     def answer_serial(self, issuer_id: str, serial_hex: str) -> OcspAnswer:
         """The answer for a serial given in hex (``GET .../ocsp/<issuer>/<serial>``), as to
         a SHA-1 CertID request without nonce."""

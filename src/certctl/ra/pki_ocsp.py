@@ -80,17 +80,29 @@ class OcspResponder:
             for name in CERT_ID_HASHES
         }
 
+    def cached(self, issuer: Issuer, query: OCSPQuery) -> OcspAnswer | None:
+        """The pre-signed answer, if the cache holds one; never reads the store, so the
+        event loop may ask. None: ask ``answer``."""
+        expected = self._cert_ids[(issuer.id, query.hash_algorithm)]
+        if query.nonce is not None or (query.issuer_name_hash, query.issuer_key_hash) != expected:
+            return None
+        key = _cache_key(issuer.id, query.hash_algorithm)
+        hit = self.cache.lookup(key, query.serial, self._ctx.clock())
+        if hit is None:
+            return None
+        der, status = hit
+        return OcspAnswer(der, status or _status_of(der), _CACHED_MAX_AGE)
+
     def answer(self, issuer: Issuer, query: OCSPQuery) -> OcspAnswer:
         expected = self._cert_ids[(issuer.id, query.hash_algorithm)]
         if (query.issuer_name_hash, query.issuer_key_hash) != expected:
             # RFC 6960 §2.3: a CertID naming another CA is not ours to answer.
             return ocsp_error(UNAUTHORIZED)
+        hit = self.cached(issuer, query)
+        if hit is not None:
+            return hit
         now = self._ctx.clock()
         key = _cache_key(issuer.id, query.hash_algorithm)
-        if query.nonce is None:
-            hit = self.cache.get(key, query.serial, now)
-            if hit is not None:
-                return OcspAnswer(hit, _status_of(hit), _CACHED_MAX_AGE)
         version = self.cache.version(key, query.serial)  # before the status: see OCSPCache
         record = self._status(issuer.id, query.serial)
         if record is None:
@@ -116,6 +128,7 @@ class OcspResponder:
             this_update=now,
             next_update=now + OCSP_LIFETIME,
             version=version,
+            status=record.status,
         )
         return OcspAnswer(der, record.status, max_age(now, now + OCSP_LIFETIME))
 

@@ -14,7 +14,7 @@ from certctl.acme.ari import Window
 from certctl.acme.jwk import PublicJWK, spki_sha256
 from certctl.acme.nonce import NonceCodec
 from certctl.ca import LocalCA
-from certctl.domain.errors import AcmeError, ProblemType, not_found
+from certctl.domain.errors import not_found
 from certctl.domain.model import Account, Authorization, Challenge, Profile
 from certctl.ra import (
     accounts,
@@ -24,13 +24,13 @@ from certctl.ra import (
     keychange,
     orders,
     profiles,
+    replay,
     revocation,
     revoke_cert,
 )
 from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
 from certctl.ra.ratelimits import RateLimits
-from certctl.storage import nonces
 
 PROFILE_CACHE_SECONDS = 1.0
 
@@ -54,6 +54,7 @@ class RegistrationAuthority:
         self.revocation_hooks: list[revocation.RevocationHook] = []
         self.nonces = nonce_codec
         self._profiles: dict[str, tuple[float, Profile]] = {}
+        self._accounts = accounts.AccountCache()
 
     # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
     def new_nonce(self) -> str:
@@ -64,12 +65,17 @@ class RegistrationAuthority:
         return self.nonces.check(nonce)
 
     def use_nonce(self, nonce: str, expires_at: datetime) -> None:
-        with self.ctx.db.write() as conn:
-            fresh = nonces.consume(conn, nonce, expires_at)
-        if not fresh:
-            raise AcmeError(ProblemType.BAD_NONCE, "nonce has already been used")
+        replay.use_nonce(self.ctx, nonce, expires_at)
 
     # -- profiles -----------------------------------------------------------------------
+    def cached_acme_profile(self, profile_id: str) -> Profile | None:
+        """The profile if it is cached, fresh and enabled; None means ask acme_profile
+        (which may read the store). Never touches the store, so the event loop may call it."""
+        hit = self._profiles.get(profile_id)
+        if hit is None or monotonic() - hit[0] >= PROFILE_CACHE_SECONDS or not hit[1].enabled:
+            return None
+        return hit[1]
+
     def acme_profile(self, profile_id: str) -> Profile:
         """The profile of a request, cached for PROFILE_CACHE_SECONDS: every ACME request
         needs it, and a changed mode or a disabled profile still applies within a second."""
@@ -111,6 +117,19 @@ class RegistrationAuthority:
 
     def account_for_kid(self, profile: Profile, account_id: str) -> Account:
         return accounts.account_for_kid(self.ctx, profile, account_id)
+
+    def authenticate_kid(
+        self,
+        profile: Profile,
+        account_id: str,
+        nonce: str,
+        nonce_expires_at: datetime,
+        verify: Callable[[Account], None],
+    ) -> Account:
+        """The kid's account, its key confirmed and the nonce spent in one transaction."""
+        return accounts.authenticate_kid(
+            self.ctx, self._accounts, profile, account_id, nonce, nonce_expires_at, verify
+        )
 
     def update_account(self, account: Account, payload: dict[str, Any]) -> Account:
         return accounts.update_account(self.ctx, account, payload)

@@ -28,6 +28,7 @@ class _Entry:
     der: bytes
     this_update: datetime
     refresh_at: datetime
+    status: str = ""  # what the response says (good, revoked), if the caller told us
 
 
 class OCSPCache:
@@ -51,6 +52,11 @@ class OCSPCache:
 
     def get(self, issuer_id: str, serial: int, now: datetime) -> bytes | None:
         """The cached response, or None when there is none or it is due for a refresh."""
+        hit = self.lookup(issuer_id, serial, now)
+        return hit[0] if hit is not None else None
+
+    def lookup(self, issuer_id: str, serial: int, now: datetime) -> tuple[bytes, str] | None:
+        """``get`` with the status given to ``put`` ("" if none was)."""
         key = (issuer_id, serial)
         with self._lock:
             entry = self._entries.get(key)
@@ -62,7 +68,7 @@ class OCSPCache:
             if now < entry.this_update:
                 return None  # signed by a node whose clock runs ahead; not valid yet
             self._entries.move_to_end(key)
-            return entry.der
+            return entry.der, entry.status
 
     def version(self, issuer_id: str, serial: int) -> int:
         """A token to pass to ``put``; read it before reading the certificate's status."""
@@ -79,6 +85,7 @@ class OCSPCache:
         this_update: datetime,
         next_update: datetime,
         version: int | None = None,
+        status: str = "",
     ) -> bool:
         """Store ``der`` (valid from ``this_update`` to ``next_update``).
 
@@ -88,7 +95,7 @@ class OCSPCache:
         if next_update <= this_update:
             raise ValueError("next_update must be after this_update")
         key = (issuer_id, serial)
-        entry = _Entry(der, this_update, this_update + (next_update - this_update) / 2)
+        entry = _Entry(der, this_update, this_update + (next_update - this_update) / 2, status)
         with self._lock:
             if version is not None and (
                 version < self._floor or self._invalidated.get(key, -1) > version

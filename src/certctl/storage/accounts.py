@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, RowMapping, exists, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, exists, select, update
 
 from certctl.domain.model import Account, AccountStatus
 from certctl.storage import _json
@@ -23,6 +23,12 @@ def _account(row: RowMapping) -> Account:
         created_at=row["created_at"],
         eab_kid=row["eab_kid"],
     )
+
+
+# Hot-path statements are built once: building a Core statement per call (and its cache
+# key) costs several times what executing it does.
+_GET = select(acme_accounts).where(acme_accounts.c.id == bindparam("b_id"))
+_KEY_IN_USE = select(exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")))
 
 
 def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
@@ -44,7 +50,7 @@ def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
 
 
 def get(conn: Connection, account_id: str) -> Account | None:
-    row = conn.execute(select(acme_accounts).where(acme_accounts.c.id == account_id)).first()
+    row = conn.execute(_GET, {"b_id": account_id}).first()
     return _account(row._mapping) if row else None
 
 
@@ -60,11 +66,7 @@ def get_by_thumbprint(conn: Connection, profile_id: str, thumbprint: str) -> Acc
 
 def key_in_use(conn: Connection, spki_sha256: str) -> bool:
     """Is this public key any account's key, on any profile (RFC 8555 §11.1)?"""
-    return bool(
-        conn.execute(
-            select(exists().where(acme_accounts.c.key_spki_sha256 == spki_sha256))
-        ).scalar()
-    )
+    return bool(conn.execute(_KEY_IN_USE, {"b_spki": spki_sha256}).scalar())
 
 
 def set_contact(conn: Connection, account_id: str, contact: tuple[str, ...], now: datetime) -> bool:

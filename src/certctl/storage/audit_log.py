@@ -12,6 +12,9 @@ from sqlalchemy import Connection, select
 from certctl.storage import _json
 from certctl.storage.schema import audit_events
 
+# Built once: most ACME writes add an audit row.
+_INSERT = audit_events.insert()
+
 
 def record(
     conn: Connection,
@@ -24,15 +27,16 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     conn.execute(
-        audit_events.insert().values(
-            id="evt-" + secrets.token_hex(16),
-            at=at,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            details=_json.dumps(details or {}),
-        )
+        _INSERT,
+        {
+            "id": "evt-" + secrets.token_hex(16),
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "details": _json.dumps(details or {}),
+        },
     )
 
 

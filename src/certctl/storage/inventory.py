@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -135,6 +135,12 @@ def list_profiles(conn: Connection) -> list[Profile]:
     return [_profile(r._mapping) for r in conn.execute(select(profiles).order_by(profiles.c.id))]
 
 
+# Every issuance runs these: built once, values as parameters.
+_INSERT_CERTIFICATE = managed_certificates.insert()
+_INSERT_VERSION = certificate_versions.insert()
+_GET_VERSION = select(certificate_versions).where(certificate_versions.c.id == bindparam("b_id"))
+
+
 def insert_certificate(
     conn: Connection,
     version: CertificateVersion,
@@ -145,41 +151,43 @@ def insert_certificate(
     now: datetime,
 ) -> None:
     conn.execute(
-        managed_certificates.insert().values(
-            id=version.certificate_id,
-            name=name,
-            common_name=common_name,
-            sans=_json.dumps(list(sans)),
-            profile_id=version.profile_id,
-            issuer_id=version.issuer_id,
-            source=version.source,
-            status="active",
-            expires_at=version.not_after,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_CERTIFICATE,
+        {
+            "id": version.certificate_id,
+            "name": name,
+            "common_name": common_name,
+            "sans": _json.dumps(list(sans)),
+            "profile_id": version.profile_id,
+            "issuer_id": version.issuer_id,
+            "source": version.source,
+            "status": "active",
+            "expires_at": version.not_after,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     conn.execute(
-        certificate_versions.insert().values(
-            id=version.id,
-            certificate_id=version.certificate_id,
-            serial=version.serial,
-            fingerprint_sha256=version.fingerprint_sha256,
-            not_before=version.not_before,
-            not_after=version.not_after,
-            pem_chain=version.pem_chain,
-            csr_pem=version.csr_pem,
-            key_algorithm=version.key_algorithm,
-            key_size=version.key_size,
-            source=version.source,
-            profile_id=version.profile_id,
-            issuer_id=version.issuer_id,
-            acme_account_id=version.acme_account_id,
-            acme_order_id=version.acme_order_id,
-            status=version.status,
-            created_at=now,
-            aki=version.aki,
-        )
+        _INSERT_VERSION,
+        {
+            "id": version.id,
+            "certificate_id": version.certificate_id,
+            "serial": version.serial,
+            "fingerprint_sha256": version.fingerprint_sha256,
+            "not_before": version.not_before,
+            "not_after": version.not_after,
+            "pem_chain": version.pem_chain,
+            "csr_pem": version.csr_pem,
+            "key_algorithm": version.key_algorithm,
+            "key_size": version.key_size,
+            "source": version.source,
+            "profile_id": version.profile_id,
+            "issuer_id": version.issuer_id,
+            "acme_account_id": version.acme_account_id,
+            "acme_order_id": version.acme_order_id,
+            "status": version.status,
+            "created_at": now,
+            "aki": version.aki,
+        },
     )
 
 
@@ -211,9 +219,7 @@ def _version(row: RowMapping) -> CertificateVersion:
 
 
 def get_version(conn: Connection, version_id: str) -> CertificateVersion | None:
-    row = conn.execute(
-        select(certificate_versions).where(certificate_versions.c.id == version_id)
-    ).first()
+    row = conn.execute(_GET_VERSION, {"b_id": version_id}).first()
     return _version(row._mapping) if row else None
 
 

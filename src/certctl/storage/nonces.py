@@ -14,18 +14,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.storage.schema import used_nonces
 
+# Built once per dialect (every POST runs this); the values come as parameters.
+# RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+_CONSUME = {
+    name: insert(used_nonces)
+    .on_conflict_do_nothing(index_elements=["nonce"])
+    .returning(used_nonces.c.nonce)
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
 
 def consume(conn: Connection, nonce: str, expires_at: datetime) -> bool:
     """Record the use of ``nonce``; False when it had already been used."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(used_nonces)
-        .values(nonce=nonce, expires_at=expires_at)
-        .on_conflict_do_nothing(index_elements=["nonce"])
-        .returning(used_nonces.c.nonce)
-    )
-    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-    return conn.execute(stmt).first() is not None
+    stmt = _CONSUME["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    return conn.execute(stmt, {"nonce": nonce, "expires_at": expires_at}).first() is not None
 
 
 def purge_expired(conn: Connection, now: datetime) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, RowMapping, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, exists, func, or_, select, update
 
 from certctl.domain.model import (
     Authorization,
@@ -24,12 +24,49 @@ from certctl.storage.schema import (
     acme_orders,
 )
 
+# Statements every issuance runs are built once (building one per call, with its cache
+# key, costs several times its execution); values and keys come as parameters.
+_INSERT_ORDER = acme_orders.insert()
+_INSERT_AUTHZ = acme_authorizations.insert()
+_INSERT_CHALLENGE = acme_challenges.insert()
+_GET_ORDER = select(acme_orders).where(acme_orders.c.id == bindparam("b_id"))
+_GET_ORDER_AUTHZS = (
+    select(acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at)
+    .where(acme_authorizations.c.order_id == bindparam("b_id"))
+    .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
+)
+_BEGIN_PROCESSING = (
+    update(acme_orders)
+    .where(
+        acme_orders.c.id == bindparam("b_id"),
+        acme_orders.c.status == OrderStatus.PENDING.value,
+    )
+    .values(
+        status=OrderStatus.PROCESSING.value,
+        reserved_serial=bindparam("b_serial"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_FINISH_PROCESSING = (
+    update(acme_orders)
+    .where(
+        acme_orders.c.id == bindparam("b_id"),
+        acme_orders.c.status == OrderStatus.PROCESSING.value,
+    )
+    .values(
+        status=bindparam("b_status"),
+        certificate_id=bindparam("b_cert"),
+        error=bindparam("b_error"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
 
 def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
     """Authorizations with their challenges (an order's, or pre-authorizations)."""
     if authzs:
         conn.execute(
-            acme_authorizations.insert(),
+            _INSERT_AUTHZ,
             [
                 {
                     "id": a.id,
@@ -48,7 +85,7 @@ def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: dateti
     challenges = [c for a in authzs for c in a.challenges]
     if challenges:
         conn.execute(
-            acme_challenges.insert(),
+            _INSERT_CHALLENGE,
             [
                 {
                     "id": c.id,
@@ -66,19 +103,20 @@ def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: dateti
 
 def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
     conn.execute(
-        acme_orders.insert().values(
-            id=order.id,
-            account_id=order.account_id,
-            profile_id=order.profile_id,
-            status=order.stored_status.value,
-            identifiers=_json.dumps([i.to_wire() for i in order.identifiers]),
-            not_before=order.not_before,
-            not_after=order.not_after,
-            expires_at=order.expires_at,
-            created_at=order.created_at,
-            updated_at=order.created_at,
-            replaces=order.replaces,
-        )
+        _INSERT_ORDER,
+        {
+            "id": order.id,
+            "account_id": order.account_id,
+            "profile_id": order.profile_id,
+            "status": order.stored_status.value,
+            "identifiers": _json.dumps([i.to_wire() for i in order.identifiers]),
+            "not_before": order.not_before,
+            "not_after": order.not_after,
+            "expires_at": order.expires_at,
+            "created_at": order.created_at,
+            "updated_at": order.created_at,
+            "replaces": order.replaces,
+        },
     )
     insert_authzs(conn, authzs, order.created_at)
 
@@ -107,16 +145,10 @@ def get_order(
     conn: Connection, order_id: str
 ) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
     """The order with its authorizations' (status, expiry), in creation order."""
-    row = conn.execute(select(acme_orders).where(acme_orders.c.id == order_id)).first()
+    row = conn.execute(_GET_ORDER, {"b_id": order_id}).first()
     if row is None:
         return None
-    authz_rows = conn.execute(
-        select(
-            acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at
-        )
-        .where(acme_authorizations.c.order_id == order_id)
-        .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
-    ).all()
+    authz_rows = conn.execute(_GET_ORDER_AUTHZS, {"b_id": order_id}).all()
     order = _order(row._mapping, tuple(r.id for r in authz_rows))
     return order, [(AuthzStatus(r.status), r.expires_at) for r in authz_rows]
 
@@ -179,11 +211,7 @@ def open_orders(
 
 def begin_processing(conn: Connection, order_id: str, serial: str, now: datetime) -> bool:
     """The finalize gate (Boulder's began_processing): exactly one caller wins."""
-    result = conn.execute(
-        update(acme_orders)
-        .where(acme_orders.c.id == order_id, acme_orders.c.status == OrderStatus.PENDING.value)
-        .values(status=OrderStatus.PROCESSING.value, reserved_serial=serial, updated_at=now)
-    )
+    result = conn.execute(_BEGIN_PROCESSING, {"b_id": order_id, "b_serial": serial, "b_now": now})
     return result.rowcount == 1
 
 
@@ -197,9 +225,14 @@ def finish_processing(
     error: str | None = None,
 ) -> bool:
     result = conn.execute(
-        update(acme_orders)
-        .where(acme_orders.c.id == order_id, acme_orders.c.status == OrderStatus.PROCESSING.value)
-        .values(status=new.value, certificate_id=certificate_id, error=error, updated_at=now)
+        _FINISH_PROCESSING,
+        {
+            "b_id": order_id,
+            "b_status": new.value,
+            "b_cert": certificate_id,
+            "b_error": error,
+            "b_now": now,
+        },
     )
     return result.rowcount == 1
 

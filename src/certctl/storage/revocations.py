@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -99,10 +99,12 @@ def block_key(conn: Connection, spki_sha256: str, *, serial: str, now: datetime)
     )
 
 
+_KEY_BLOCKED = select(exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")))
+
+
 def key_blocked(conn: Connection, spki_sha256: str) -> bool:
-    return bool(
-        conn.execute(select(exists().where(blocked_keys.c.spki_sha256 == spki_sha256))).scalar()
-    )
+    """Checked at every finalize: the statement is built once."""
+    return bool(conn.execute(_KEY_BLOCKED, {"b_spki": spki_sha256}).scalar())
 
 
 @dataclass(frozen=True)

@@ -74,21 +74,24 @@ def authenticate(
         raise unauthorized("JWS header url does not match the request URL")
     assert jws.nonce is not None  # parse_jws requires it
     nonce_expiry = ra.check_nonce(jws.nonce)
-    account: Account | None = None
     if kind is KeyKind.EITHER:
         kind = KeyKind.JWK if jws.jwk is not None else KeyKind.KID
     if kind is KeyKind.JWK:
         if jws.jwk is None:
             raise malformed("this endpoint requires a jwk, not a kid, in the protected header")
-        key = jws.jwk
-    else:
-        if jws.kid is None:
-            raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
-        account = ra.account_for_kid(profile, urls.account_id_from_kid(jws.kid))
-        key = _keys.get(account.jwk_json)  # the stored key, never one from the request
-    verify_jws(jws, key)
-    ra.use_nonce(jws.nonce, nonce_expiry)
-    return Authenticated(jws, key, account)
+        verify_jws(jws, jws.jwk)
+        ra.use_nonce(jws.nonce, nonce_expiry)
+        return Authenticated(jws, jws.jwk, None)
+    if jws.kid is None:
+        raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
+
+    def verify(stored: Account) -> None:
+        verify_jws(jws, _keys.get(stored.jwk_json))  # the stored key, never one from the request
+
+    account = ra.authenticate_kid(
+        profile, urls.account_id_from_kid(jws.kid), jws.nonce, nonce_expiry, verify
+    )
+    return Authenticated(jws, _keys.get(account.jwk_json), account)
 
 
 def require_post_as_get(auth: Authenticated) -> None:

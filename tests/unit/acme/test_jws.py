@@ -557,6 +557,12 @@ def test_nesting_limit(p256: ec.EllipticCurvePrivateKey) -> None:
     assert "deeper" in error.detail
 
 
+def test_brackets_inside_strings_do_not_nest(p256: ec.EllipticCurvePrivateKey) -> None:
+    # Past the quick count (more brackets than levels), the exact scan skips strings.
+    shallow = b'{"a": "' + b"[{" * MAX_JSON_DEPTH + b'", "b": [[1]]}'
+    assert _payload(p256, shallow).payload_json()["b"] == [[1]]
+
+
 def test_very_deep_nesting_is_malformed_not_recursion_error(
     p256: ec.EllipticCurvePrivateKey,
 ) -> None:

@@ -12,7 +12,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
-from certctl.ca import FileKeyBackend, IssuedCertificate, LintError, LocalCA, key_info
+from certctl.ca import (
+    FileKeyBackend,
+    IssuedCertificate,
+    LintError,
+    LocalCA,
+    csr_signature_valid,
+    key_info,
+)
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.serials import canonical_serial
 from tests.support.certs import openssl_verify
@@ -191,6 +198,24 @@ def test_csr_with_bad_signature_is_bad_csr(local_ca: LocalCA) -> None:
     with pytest.raises(AcmeError) as caught:
         local_ca.default_issuer.issue(make_request(tampered))
     assert caught.value.type is ProblemType.BAD_CSR
+
+
+def test_a_remembered_good_signature_does_not_vouch_for_a_tampered_copy(
+    local_ca: LocalCA,
+) -> None:
+    # The check is remembered per CSR (the RA and the CA both ask): the same request with
+    # another signature is another CSR, checked afresh.
+    good = make_csr(ec_key())
+    assert csr_signature_valid(good)
+    der = bytearray(good.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    tampered = x509.load_der_x509_csr(bytes(der))
+    assert tampered.tbs_certrequest_bytes == good.tbs_certrequest_bytes
+    assert not csr_signature_valid(tampered)
+    with pytest.raises(AcmeError) as caught:
+        local_ca.default_issuer.issue(make_request(tampered))
+    assert caught.value.type is ProblemType.BAD_CSR
+    local_ca.default_issuer.issue(make_request(good))
 
 
 def test_weak_rsa_key_is_bad_public_key(local_ca: LocalCA) -> None:

@@ -14,9 +14,11 @@ import pytest
 from cryptography import x509
 from cryptography.x509.ocsp import OCSPCertStatus, OCSPResponseStatus
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certctl.observability.metrics import Metrics
 from certctl.pki import PkiState, pki_routes
+from certctl.pki.routes import OCSP_GET_PREFIX, OcspFastPath
 from certctl.ra.pki import OcspAnswer, PkiService, PublishedCrl
 from certctl.ratelimit import TokenBucketLimiter
 from tests.unit.pki.support import Ticker, World, load_response, ocsp_request
@@ -29,7 +31,7 @@ UNKNOWN = "iss-0000000000000000"
 class Client:
     """Requests straight into the ASGI app (httpx's ASGI transport), one at a time."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -50,12 +52,28 @@ class Client:
         return self.request("POST", url, **kwargs)
 
 
+class WithFastPath:
+    """The routes behind the OCSP fast path, as the served app composes them."""
+
+    def __init__(self, state: PkiState) -> None:
+        self.fast = OcspFastPath(state)
+        self.routes = Starlette(routes=pki_routes(state))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(OCSP_GET_PREFIX):
+            answer = self.fast.answer(scope)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        await self.routes(scope, receive, send)
+
+
 def client_for(
     world: World, service: PkiService | None = None, limiter: TokenBucketLimiter | None = None
 ) -> tuple[Client, Metrics]:
     metrics = Metrics()
     state = PkiState(service or world.service(), metrics, limiter, world.clock)
-    return Client(Starlette(routes=pki_routes(state))), metrics
+    return Client(WithFastPath(state)), metrics
 
 
 @pytest.fixture
@@ -230,3 +248,116 @@ def test_internal_errors(world: World) -> None:
     assert response.status_code == 200  # an OCSP client reads the status, not the code
     assert load_response(response.content).response_status is OCSPResponseStatus.INTERNAL_ERROR
     assert sample(metrics, "certctl_pki_ocsp_requests_total", status="internal") == 1
+
+
+# -- the OCSP fast path (pre-signed answers on the event loop) -------------------------
+
+
+def test_cached_answer_needs_no_service_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, version = world.issue()
+    service = world.service()
+    test_client, metrics = client_for(world, service)
+    url = OCSP_PREFIX + world.issuer.id + "/" + version.serial
+    first = test_client.get(url)  # a miss: signed by the service, then cached
+
+    def unavailable(*_: object, **__: object) -> OcspAnswer:
+        raise AssertionError("the fast path should have answered")
+
+    monkeypatch.setattr(service, "answer_serial", unavailable)
+    monkeypatch.setattr(service, "answer", unavailable)
+    again = test_client.get(url)
+    assert again.status_code == 200 and again.content == first.content
+    assert again.headers["cache-control"].startswith("public, max-age=")
+    assert load_response(again.content).serial_number == cert.serial_number
+    assert sample(metrics, "certctl_pki_ocsp_requests_total", status="good") == 2
+
+
+def test_fast_path_steps_aside_when_the_revocation_feed_is_due(world: World) -> None:
+    """A revocation made by another process is not hidden by a cached "good" answer
+    for longer than the feed's poll interval."""
+    _, version = world.issue()
+    test_client, _ = client_for(world)
+    url = OCSP_PREFIX + world.issuer.id + "/" + version.serial
+    assert load_response(test_client.get(url).content).certificate_status is (OCSPCertStatus.GOOD)
+    world.revoke(version)  # in the store and the feed only: as another process would
+    world.ticker.advance(1.0)
+    assert load_response(test_client.get(url).content).certificate_status is (
+        OCSPCertStatus.REVOKED
+    )
+
+
+def test_rate_limit_is_charged_once_per_request(world: World) -> None:
+    """A request the fast path cannot answer goes on to the routes without paying twice."""
+    _, version = world.issue()
+    limiter = TokenBucketLimiter(1, 2, clock=Ticker())
+    test_client, _ = client_for(world, limiter=limiter)
+    url = OCSP_PREFIX + world.issuer.id + "/" + version.serial
+    codes = [test_client.get(url).status_code for _ in range(3)]  # a miss, a hit, refused
+    assert codes == [200, 200, 429]
+
+
+def _raw_ocsp_post(world: World, length: bytes) -> list[dict[str, Any]]:
+    """An OCSP POST straight into the ASGI app whose client is gone before any body."""
+    app = WithFastPath(PkiState(world.service(), Metrics(), None, world.clock))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": OCSP_PREFIX + world.issuer.id,
+        "raw_path": (OCSP_PREFIX + world.issuer.id).encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/ocsp-request"), (b"content-length", length)],
+        "client": ("192.0.2.1", 4321),
+        "server": ("pki.test", 80),
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    return sent
+
+
+def test_client_leaving_mid_body_is_no_internal_error(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OCSP POST whose client disconnects before its body ends is answered 400 and
+    logged as nothing worse: it is not a server error."""
+    with caplog.at_level("WARNING"):
+        sent = _raw_ocsp_post(world, b"9")
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize("length", ["\u00b2".encode("latin-1"), b"+9", b"9 "])
+def test_content_length_not_ascii_digits_is_413_unread(world: World, length: bytes) -> None:
+    sent = _raw_ocsp_post(world, length)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+
+
+class CacheBrokenService(PkiService):
+    def cached_answer(self, issuer_id: str, request: bytes | str) -> OcspAnswer | None:
+        raise RuntimeError("a bug in the cache lookup")
+
+
+def test_a_failing_fast_path_falls_back_to_the_routes(world: World) -> None:
+    """The fast path runs outside the routes' error wrapper: whatever goes wrong there,
+    the client still gets the routes' OCSP answer, never a bare 500."""
+    cert, version = world.issue()
+    service = CacheBrokenService(
+        world.ctx,
+        world.ca,
+        base_url="http://pki.example",
+        crl_interval=world.service().crl_interval,
+    )
+    test_client, _ = client_for(world, service)
+    response = test_client.get(OCSP_PREFIX + world.issuer.id + "/" + version.serial)
+    assert response.status_code == 200
+    assert load_response(response.content).serial_number == cert.serial_number

@@ -11,8 +11,10 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 VALIDITY = timedelta(hours=12)
 
 
-def _put(cache: OCSPCache, serial: int, der: bytes = b"resp", **kwargs: int | None) -> bool:
-    return cache.put("iss-1", serial, der, this_update=T0, next_update=T0 + VALIDITY, **kwargs)
+def _put(cache: OCSPCache, serial: int, der: bytes = b"resp", version: int | None = None) -> bool:
+    return cache.put(
+        "iss-1", serial, der, this_update=T0, next_update=T0 + VALIDITY, version=version
+    )
 
 
 def test_fresh_until_half_the_validity() -> None:
@@ -120,3 +122,12 @@ def test_concurrent_use() -> None:
         thread.join(timeout=60)
     assert errors == []
     assert len(cache) <= 50
+
+
+def test_lookup_returns_the_status_given_to_put() -> None:
+    cache = OCSPCache()
+    cache.put("iss-1", 1, b"r1", this_update=T0, next_update=T0 + VALIDITY, status="revoked")
+    cache.put("iss-1", 2, b"r2", this_update=T0, next_update=T0 + VALIDITY)
+    assert cache.lookup("iss-1", 1, T0) == (b"r1", "revoked")
+    assert cache.lookup("iss-1", 2, T0) == (b"r2", "")  # not told: the caller parses it
+    assert cache.lookup("iss-1", 3, T0) is None

@@ -104,8 +104,13 @@ def test_a_failed_migration_reports_its_error_and_releases_the_lock(store_url: s
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
         else:
             with db.read() as conn:
+                # pg_locks is cluster-wide: other tests' databases hold advisory locks
+                # of their own (migrations, the GC sweep) while this one runs.
                 held = conn.execute(
-                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database"
+                        " = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
                 ).scalar_one()
             assert held == 0
     finally:
