@@ -21,7 +21,7 @@ from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.ratelimits import RateLimits
 from certctl.ra.replay import spend_nonce
 from certctl.storage import accounts as store
-from certctl.storage import audit_log, revocations
+from certctl.storage import audit_log, nonces, revocations
 from certctl.storage import orders as order_store
 
 MAX_CONTACTS = 10
@@ -186,13 +186,19 @@ def authenticate_kid(
     nonce_expires_at: datetime,
     verify: Callable[[Account], None],
 ) -> Account:
-    """RFC 8555 §6.2 and §6.5 for a kid-signed request, in one write transaction.
+    """RFC 8555 §6.2 and §6.5 for a kid-signed request.
 
     ``verify`` checks the JWS signature with the account's key (raising if it fails); it
-    runs outside any transaction, so nothing is spent on a forged request. Then, in one
-    transaction, the stored row must still hold the key that verified (a key rollover or
-    deactivation on another replica is seen here) and the nonce is spent. A stale cached
-    key is replaced and the signature checked again with the stored one, once.
+    runs outside any transaction, so nothing is spent on a forged request. Then the stored
+    row must still hold the key that verified, be valid and be of this profile (a key
+    rollover or deactivation on another replica is seen here), and the nonce is spent:
+    first as one statement that does both (the common case, one round trip), and when
+    that records nothing, in a transaction that reads the row to tell a spent nonce from
+    a changed account. A stale cached key is replaced and the signature checked again
+    with the stored one.
+
+    The account returned is the one whose key and status were just confirmed; its other
+    fields (contacts) may be as cached. Whoever shows them reads the row afresh.
     """
     cached = cache.get(account_id)
     if cached is not None:
@@ -210,6 +216,18 @@ def authenticate_kid(
             cached = None
             known = account_for_kid(ctx, profile, account_id)
             continue
+        with ctx.db.statement() as conn:
+            spent = nonces.consume_for_account(
+                conn,
+                nonce,
+                nonce_expires_at,
+                account_id=known.id,
+                profile_id=profile.id,
+                jwk_json=known.jwk_json,
+            )
+        if spent:
+            cache.put(known)
+            return known
         with ctx.db.write() as conn:
             current = store.get(conn, account_id)
             confirmed = current is not None and current.jwk_json == known.jwk_json
@@ -251,8 +269,7 @@ def update_account(ctx: RAContext, account: Account, payload: dict[str, Any]) ->
                 object_id=account.id,
                 details={"contact_count": len(contacts)},
             )
-        return _reload(ctx, account.id)
-    return account
+    return _reload(ctx, account.id)  # as stored: the caller's copy may be a cached one
 
 
 def _deactivate(ctx: RAContext, account: Account) -> Account:

@@ -2,8 +2,9 @@
 
 Nonces are minted and authenticated statelessly (certctl.acme.nonce); spending one
 records it in the shared store, so a nonce is accepted once across workers, replicas and
-restarts. A kid-signed request spends its nonce in the transaction that confirms its
-account (certctl.ra.accounts.authenticate_kid); a jwk-signed one on its own.
+restarts. A kid-signed request spends its nonce in the statement (or, on its slow path,
+the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid); a
+jwk-signed one on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,6 @@ def spend_nonce(conn: Connection, nonce: str, expires_at: datetime) -> None:
 
 
 def use_nonce(ctx: RAContext, nonce: str, expires_at: datetime) -> None:
-    """``spend_nonce`` in a transaction of its own."""
-    with ctx.db.write() as conn:
+    """``spend_nonce`` on its own: one statement, atomic by itself."""
+    with ctx.db.statement() as conn:
         spend_nonce(conn, nonce, expires_at)

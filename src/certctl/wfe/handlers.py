@@ -112,7 +112,10 @@ def account(call: Call) -> Response:
     _own_account(call, auth)
     assert auth.account is not None
     acct = auth.account
-    if not auth.jws.is_post_as_get:
+    if auth.jws.is_post_as_get:
+        # Authentication confirmed key and status only; contacts are shown as stored.
+        acct = call.ra.account_for_kid(call.profile, acct.id)
+    else:
         acct = call.ra.update_account(acct, auth.jws.payload_json())
         if acct.status.value == "deactivated":
             call.metrics.event("deactivate_account")

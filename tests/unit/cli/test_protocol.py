@@ -127,3 +127,65 @@ def test_large_well_framed_bodies_are_not_counted_as_framing(read_size: int) -> 
     assert seen == ["/body", "/body", "/last"]
     assert written.count(b"HTTP/1.1 200 ") == 3
     assert not closed
+
+
+class _Writes(_Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+        super().write(data)
+
+
+async def _writes(data: bytes, chunks: list[bytes], *, fail: bool = False) -> _Writes:
+    """Serve pipelined ``data`` with an app that answers ``chunks`` as its body; the
+    transport's write calls, one by one."""
+
+    async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        await receive()
+        length = str(sum(len(c) for c in chunks)).encode()
+        headers = [(b"content-length", length), (b"x-path", scope["path"].encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if fail:
+            raise RuntimeError("the application fails after its head")
+        for i, chunk in enumerate(chunks):
+            more = i < len(chunks) - 1
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    config = Config(app=app, ws="none", lifespan="off", log_config=None)
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = DrainingHttpToolsProtocol(config, ServerState(), {}, _loop=loop)
+    transport = _Writes()
+    protocol.connection_made(transport)
+    protocol.data_received(data)
+    for _ in range(40):
+        await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    return transport
+
+
+def test_a_response_goes_out_in_one_write_and_pipelined_answers_stay_in_order() -> None:
+    requests = b"".join(b"GET /%d HTTP/1.1\r\n" % i + HOST + b"\r\n" for i in range(3))
+    transport = asyncio.run(_writes(requests, [b"hello"]))
+    assert len(transport.writes) == 3
+    for i, write in enumerate(transport.writes):
+        assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"\r\n\r\nhello")
+        assert b"x-path: /%d\r\n" % i in write
+
+
+def test_head_answers_and_streamed_bodies_are_all_written() -> None:
+    head = asyncio.run(_writes(b"HEAD / HTTP/1.1\r\n" + HOST + b"\r\n", [b"hello"]))
+    assert len(head.writes) == 1 and head.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.writes[0].endswith(b"\r\n\r\n") and b"content-length: 5\r\n" in head.writes[0]
+    streamed = asyncio.run(_writes(b"GET / HTTP/1.1\r\n" + HOST + b"\r\n", [b"ab", b"cd"]))
+    assert len(streamed.writes) == 2
+    assert streamed.writes[0].endswith(b"\r\n\r\nab") and streamed.writes[1] == b"cd"
+
+
+def test_a_head_is_not_lost_when_the_application_fails_after_it() -> None:
+    transport = asyncio.run(_writes(b"GET / HTTP/1.1\r\n" + HOST + b"\r\n", [b"x"], fail=True))
+    assert transport.writes and transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.closed

@@ -1,7 +1,7 @@
 """kid authentication with the per-process account cache (ra.accounts.authenticate_kid).
 
 The cache only saves a lookup: a key rolled over or an account deactivated by another
-replica is seen in the transaction that spends the nonce, and a refused request spends no
+replica is seen by the statement that spends the nonce, and a refused request spends no
 nonce. Each test plays "another replica" by changing the row behind the cache's back.
 """
 
@@ -11,11 +11,12 @@ import secrets
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType, unauthorized
 from certctl.domain.model import Account, AccountStatus, Profile
-from certctl.ra.accounts import AccountCache, authenticate_kid
+from certctl.ra.accounts import AccountCache, authenticate_kid, update_account
 from certctl.ra.context import RAContext
 from certctl.storage import accounts as store
 from certctl.storage.db import Database
@@ -174,3 +175,33 @@ def test_unknown_kid_and_other_profile(db: Database) -> None:
             ctx, cache, other_profile, account.id, "n2", EXPIRES, Signed(account.jwk_json)
         )
     assert err.value.type is ProblemType.UNAUTHORIZED
+
+
+def test_a_cached_account_is_confirmed_and_its_nonce_spent_in_one_statement(
+    db: Database,
+) -> None:
+    ctx, profile, account, cache = _setup(db)
+    _auth(ctx, cache, profile, account, Signed(account.jwk_json))  # now cached
+    statements: list[str] = []
+
+    def seen(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT")):
+            statements.append(statement.split()[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        _auth(ctx, cache, profile, account, Signed(account.jwk_json))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert statements == ["INSERT"]
+
+
+def test_contacts_changed_elsewhere_are_read_as_stored(db: Database) -> None:
+    """Authentication confirms key and status only: a cached copy may carry old contacts,
+    so what shows an account (update_account, even with nothing to change) reads it."""
+    ctx, profile, account, cache = _setup(db)
+    _auth(ctx, cache, profile, account, Signed(account.jwk_json))  # now cached
+    with db.write() as conn:
+        assert store.set_contact(conn, account.id, ("mailto:new@example.org",), NOW)
+    got, _ = _auth(ctx, cache, profile, account, Signed(account.jwk_json))
+    assert update_account(ctx, got, {}).contact == ("mailto:new@example.org",)
