@@ -186,7 +186,7 @@ def test_a_cached_account_is_confirmed_and_its_nonce_spent_in_one_statement(
 
     def seen(_c: object, _cur: object, statement: str, *_rest: object) -> None:
         if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT")):
-            statements.append(statement.split()[0].upper())
+            statements.append(statement.split(maxsplit=1)[0].upper())
 
     event.listen(db.engine, "before_cursor_execute", seen)
     try:
