@@ -144,6 +144,7 @@ async def _writes(data: bytes, chunks: list[bytes], *, fail: bool = False) -> _W
     transport's write calls, one by one."""
 
     async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        assert scope["type"] == "http"
         await receive()
         length = str(sum(len(c) for c in chunks)).encode()
         headers = [(b"content-length", length), (b"x-path", scope["path"].encode())]
