@@ -41,14 +41,26 @@ def storage_file(storage: Path, name: str, suffix: str) -> Path | None:
     return found[0] if found else None
 
 
-def served_leaf(port: int, name: str, root_pem: Path) -> x509.Certificate:
-    """Handshake with Caddy on ``port`` as ``name``; the chain must verify to the root."""
+def served_leaf(port: int, name: str, root_pem: Path, *, wait_s: float = 10.0) -> x509.Certificate:
+    """Handshake with Caddy on ``port`` as ``name``; the chain must verify to the root.
+
+    Caddy writes a new certificate to its storage a moment before its TLS handler has it:
+    a handshake in between gets an ``internal_error`` alert, so that one is retried for
+    up to ``wait_s``. A certificate that does not verify fails at once."""
     ctx = ssl.create_default_context(cafile=str(root_pem))
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        ctx.wrap_socket(sock, server_hostname=name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+                ctx.wrap_socket(sock, server_hostname=name) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+            break
+        except ssl.SSLError as exc:
+            if "ALERT_INTERNAL_ERROR" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     if der is None:
         raise StepError(f"Caddy presented no certificate for {name}")
     return x509.load_der_x509_certificate(der)
