@@ -5,10 +5,11 @@ IMMEDIATE`` so two writers queue on the busy timeout instead of failing a lock u
 PostgreSQL uses psycopg 3 with a small pool, at READ COMMITTED (pinned, whatever the
 server's default). Reads and single-statement writes run in autocommit: at READ COMMITTED
 every statement takes its own snapshot even inside a transaction, so a BEGIN and a COMMIT
-around them would add two round trips and nothing else. There is no pre-ping (a round trip before
-every transaction, about 15 % of an issuance's CPU): the first statement that finds its
-connection dead fails that one request, and SQLAlchemy's disconnect handling then
-invalidates the whole pool, so a restarted server is reconnected without manual steps.
+around them would add two round trips and nothing else. There is no pre-ping (a round
+trip before every transaction, about 15 % of an issuance's CPU): the first statement that
+finds its connection dead fails that one request, and SQLAlchemy's disconnect handling
+then invalidates the whole pool, so a restarted server is reconnected without manual
+steps.
 """
 
 from __future__ import annotations
