@@ -21,6 +21,7 @@ from certctl.acme.nonce import NonceCodec
 from certctl.bootstrap import Runtime, open_runtime
 from certctl.config import Settings, ValidationSettings, load_settings
 from certctl.domain.model import Account
+from certctl.fastpath import QuickAnswer, QuickRequest, render
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
 from certctl.pki import PkiState, pki_routes
@@ -39,6 +40,7 @@ from certctl.ratelimit import (
 from certctl.scheduler.periodic import Periodic
 from certctl.storage import secrets as secret_store
 from certctl.va import ValidationAuthority, VASettings
+from certctl.wfe.quick import QuickAcme
 from certctl.wfe.routes import PREFIX, AcmeApp, WfeState, handler_threads
 
 NONCE_KEY = "acme_nonce_hmac_key"
@@ -138,15 +140,32 @@ def build_app(runtime: Runtime) -> ASGIApp:
     return RequestLogMiddleware(FrontDoor(acme, OcspFastPath(pki_state), rest))
 
 
+_HEALTH = render(200, [("content-type", "text/plain; charset=utf-8")], b"ok")
+
+
 class FrontDoor:
     """The hot paths without a framework router in front: everything under /acme/ goes
     to the ACME dispatcher, and OCSP GETs the cache can answer are answered here.
-    Everything else, lifespan included, goes to the Starlette app."""
+    Everything else, lifespan included, goes to the Starlette app.
+
+    ``answer_now`` is the protocol's quick path (``certctl.fastpath``): the directory,
+    newNonce, cached OCSP answers and /health, before any ASGI machinery."""
 
     def __init__(self, acme: AcmeApp | None, ocsp: OcspFastPath, rest: ASGIApp) -> None:
         self.acme = acme
+        self.quick_acme = QuickAcme(acme.state) if acme is not None else None
         self.ocsp = ocsp
         self.rest = rest
+
+    def answer_now(self, request: QuickRequest) -> QuickAnswer | None:
+        path = request.path
+        if path.startswith(PREFIX):
+            return self.quick_acme.answer_now(request) if self.quick_acme is not None else None
+        if path.startswith(OCSP_GET_PREFIX):
+            return self.ocsp.answer_now(request)
+        if path == "/health":
+            return _HEALTH
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -10,6 +10,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from certctl.fastpath import QuickAnswer, QuickRequest
+
 _ACCESS = logging.getLogger("certctl.access")
 
 
@@ -40,6 +42,17 @@ class RequestLogMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._quick = getattr(app, "answer_now", None)
+
+    def answer_now(self, request: QuickRequest) -> QuickAnswer | None:
+        """The protocol's quick path (``certctl.fastpath``), logged like any request."""
+        if self._quick is None:
+            return None
+        started = perf_counter()
+        answer: QuickAnswer | None = self._quick(request)
+        if answer is not None:
+            _log(request.method, request.path, answer.status, started, request.client)
+        return answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,16 +70,19 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            client = scope.get("client")
-            _ACCESS.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "ms": round((perf_counter() - started) * 1000, 2),
-                        "client": client[0] if client else None,
-                    }
-                },
-            )
+            _log(scope["method"], scope["path"], status, started, scope.get("client"))
+
+
+def _log(
+    method: str, path: str, status: int, started: float, client: tuple[str, int] | None
+) -> None:
+    if not _ACCESS.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "ms": round((perf_counter() - started) * 1000, 2),
+        "client": client[0] if client else None,
+    }
+    _ACCESS.info("request", extra={"fields": fields})

@@ -59,8 +59,12 @@ def _retry_after(call: Call, status: str) -> dict[str, str] | None:
     return {"Retry-After": str(seconds)}
 
 
-def directory(call: Call) -> Response:
-    s = call.settings
+# Directory responses may be cached briefly by clients; nonces in them may not.
+DIRECTORY_CACHE_CONTROL = "public, max-age=0, no-cache"
+
+
+def directory_doc(s: AcmeServerSettings, profile: Profile, urls: AcmeUrls) -> dict[str, Any]:
+    """The directory object of ``profile`` (shared with the quick path, wfe.quick)."""
     meta: dict[str, Any] = {}
     if s.tos_url:
         meta["termsOfService"] = s.tos_url
@@ -69,18 +73,25 @@ def directory(call: Call) -> Response:
     if s.caa_identities:
         meta["caaIdentities"] = list(s.caa_identities)
     # RFC 8555 §7.1.1: tell the truth about this profile, not only the server default.
-    meta["externalAccountRequired"] = s.eab_required or call.profile.eab_required
+    meta["externalAccountRequired"] = s.eab_required or profile.eab_required
     # draft-aaron-acme-profiles: the profiles an account of this directory may choose.
-    meta["profiles"] = {call.profile.id: call.profile.description or call.profile.name}
-    doc = views.directory(call.urls, call.profile, meta, ari=s.ari_enabled)
-    # Directory responses may be cached briefly by clients; nonces in them may not.
-    return call.respond(doc, extra={"Cache-Control": "public, max-age=0, no-cache"})
+    meta["profiles"] = {profile.id: profile.description or profile.name}
+    return views.directory(urls, profile, meta, ari=s.ari_enabled)
+
+
+def directory(call: Call) -> Response:
+    doc = directory_doc(call.settings, call.profile, call.urls)
+    return call.respond(doc, extra={"Cache-Control": DIRECTORY_CACHE_CONTROL})
+
+
+def nonce_status(method: str) -> int:
+    """RFC 8555 §7.2: HEAD answers 200, GET 204; both no-store."""
+    return 200 if method == "HEAD" else 204
 
 
 def new_nonce(call: Call) -> Response:
-    # RFC 8555 §7.2: HEAD answers 200, GET 204; both no-store.
     headers = common_headers(call.ra.new_nonce(), call.urls.directory())
-    return Response(status_code=200 if call.method == "HEAD" else 204, headers=headers)
+    return Response(status_code=nonce_status(call.method), headers=headers)
 
 
 def new_account(call: Call) -> Response:

@@ -1,0 +1,96 @@
+"""The directory and newNonce answered from the HTTP protocol (``certctl.fastpath``).
+
+Every ACME client starts with these two, and a fleet's clients ask for them most, so
+they are answered with no ASGI cycle, no thread and no store: the profile must be in the
+RA's cache (fresh, enabled), and the directory's body is kept per URL base and profile.
+Anything this cannot answer the same way the dispatcher would (an unknown path, another
+method, a profile not cached) is left to the dispatcher, which stays the reference: the
+answer here is what ``handlers.directory`` and ``handlers.new_nonce`` send, with a fresh
+nonce each time (RFC 8555 §7.2).
+"""
+
+from __future__ import annotations
+
+import json
+from time import perf_counter
+
+from starlette.datastructures import URL
+
+from certctl.domain.model import Profile
+from certctl.fastpath import QuickAnswer, QuickRequest, render
+from certctl.wfe import handlers as h
+from certctl.wfe.routes import INLINE, WfeState, resolve
+from certctl.wfe.urls import AcmeUrls
+
+# Host values come from clients: the caches keyed by them are bounded.
+_MAX_CACHED = 256
+
+
+class QuickAcme:
+    def __init__(self, state: WfeState) -> None:
+        self.state = state
+        self._bases: dict[tuple[str, bytes | None, object], str] = {}
+        self._directories: dict[tuple[str, str], tuple[Profile, bytes]] = {}
+
+    def answer_now(self, request: QuickRequest) -> QuickAnswer | None:
+        started = perf_counter()
+        state = self.state
+        prefix, profile_id, route, _ = resolve(request.path, state.settings.default_profile_id)
+        if route is None or route.op not in INLINE or request.method not in route.methods:
+            return None
+        profile = state.ra.cached_acme_profile(profile_id) if profile_id else None
+        if profile is None:
+            return None
+        base = self._base(request)
+        directory_url = f"{base}{prefix}/directory"
+        headers = [
+            ("replay-nonce", state.ra.new_nonce()),
+            ("link", f'<{directory_url}>;rel="index"'),
+        ]
+        if route.op == "directory":
+            body = self._directory(base, prefix, profile)
+            headers += [
+                ("cache-control", h.DIRECTORY_CACHE_CONTROL),
+                ("content-type", "application/json"),
+            ]
+            answer = render(200, headers, body)
+        else:
+            headers.append(("cache-control", "no-store"))
+            answer = render(h.nonce_status(request.method), headers, b"")
+        state.metrics.observe(route.op, perf_counter() - started, failed=False)
+        return answer
+
+    def _base(self, request: QuickRequest) -> str:
+        """scheme://netloc as the dispatcher finds it (Starlette's URL of the scope)."""
+        key = (request.scheme, request.host, request.server)
+        base = self._bases.get(key)
+        if base is None:
+            headers = [(b"host", request.host)] if request.host is not None else []
+            url = URL(
+                scope={
+                    "type": "http",
+                    "scheme": request.scheme,
+                    "server": request.server,
+                    "path": "/",
+                    "headers": headers,
+                }
+            )
+            base = f"{url.scheme}://{url.netloc}"
+            if len(self._bases) >= _MAX_CACHED:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
+
+    def _directory(self, base: str, prefix: str, profile: Profile) -> bytes:
+        # The profile object is replaced whenever the RA's cache reloads it (about once a
+        # second), so a changed profile shows here as soon as it does on the slow path.
+        key = (base, prefix)
+        hit = self._directories.get(key)
+        if hit is not None and hit[0] is profile:
+            return hit[1]
+        doc = h.directory_doc(self.state.settings, profile, AcmeUrls(base, prefix))
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        if len(self._directories) >= _MAX_CACHED:
+            self._directories.clear()
+        self._directories[key] = (profile, body)
+        return body
