@@ -168,7 +168,9 @@ def test_pipelined_answers_keep_their_order() -> None:
 
 def test_consecutive_quick_answers_on_one_connection() -> None:
     app = _App()
-    written, _ = asyncio.run(_serve(app, _get("/q/1") + _get("/q/2", method=b"HEAD") + _get("/q/3")))
+    written, _ = asyncio.run(
+        _serve(app, _get("/q/1") + _get("/q/2", method=b"HEAD") + _get("/q/3"))
+    )
     assert app.seen == ["quick GET /q/1 b''", "quick HEAD /q/2 b''", "quick GET /q/3 b''"]
     assert written.count(b"HTTP/1.1 200 OK") == 3
     assert written.endswith(b"quick /q/3")
@@ -178,7 +180,10 @@ def test_render_sets_content_length_only_where_allowed() -> None:
     assert b"content-length: 2\r\n" in render(200, [], b"ok").head
     assert b"content-length" not in render(204, [("x", "y")], b"").head
     assert b"content-length" not in render(304, [], b"").head
-    assert render(201, [("a", "b")], b"").head == b"HTTP/1.1 201 Created\r\na: b\r\ncontent-length: 0\r\n"
+    assert (
+        render(201, [("a", "b")], b"").head
+        == b"HTTP/1.1 201 Created\r\na: b\r\ncontent-length: 0\r\n"
+    )
 
 
 def test_render_raw_keeps_the_fields_as_given() -> None:
