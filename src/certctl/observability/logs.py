@@ -1,24 +1,41 @@
-"""Structured logs: JSON lines, and one line per HTTP request (method, path, status, ms)."""
+"""Structured logs: JSON lines, and one line per HTTP request (method, path, status, ms).
+
+Access lines are the only logs written per request, so they take a cheaper road than
+the rest (measured: at INFO they were almost half of the server's CPU for a directory
+GET): their record is built without the caller lookup logging does for every record,
+and they are written in batches, at least every ``ACCESS_FLUSH_S`` seconds, as nginx's
+``access_log ... buffer= flush=`` does, instead of one write(2) each. Every other record
+is written at once, after the access lines before it, so the order stays as it was
+logged; only a process killed outright loses the last ``ACCESS_FLUSH_S`` of access lines.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
+import time
 from time import perf_counter
-from typing import Any
+from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certctl.fastpath import QuickAnswer, QuickRequest
 
-_ACCESS = logging.getLogger("certctl.access")
+ACCESS_LOGGER = "certctl.access"
+ACCESS_FLUSH_S = 0.25
+ACCESS_BATCH_LINES = 256
+_ACCESS = logging.getLogger(ACCESS_LOGGER)
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": self.stamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -28,11 +45,93 @@ class JsonFormatter(logging.Formatter):
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, separators=(",", ":"))
 
+    def stamp(self, created: float) -> str:
+        """Local time to the second, as ``formatTime`` gives it; one strftime a second."""
+        second = int(created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(created))
+            self._second = second
+        return self._stamp
+
+
+class JsonLinesHandler(logging.StreamHandler[TextIO]):
+    """Writes each record's line at once, except access lines, which are batched (see
+    the module docstring). A daemon thread flushes the batch when traffic stops."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._batch: list[str] = []
+        self._batch_since = 0.0
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="access-log", daemon=True)
+        self._ticker.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+            if record.name == ACCESS_LOGGER and record.levelno < logging.WARNING:
+                if not self._batch:
+                    self._batch_since = time.monotonic()
+                self._batch.append(line)
+                if len(self._batch) < ACCESS_BATCH_LINES:
+                    return
+                line = ""
+            self._write(line)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def access(self, fields: dict[str, Any]) -> None:
+        """An access line without a LogRecord: the same JSON ``format`` would write."""
+        formatter = self.formatter
+        if not isinstance(formatter, JsonFormatter):
+            raise TypeError("JsonLinesHandler needs a JsonFormatter")
+        doc: dict[str, Any] = {
+            "ts": formatter.stamp(time.time()),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "msg": "request",
+        }
+        doc.update(fields)
+        line = json.dumps(doc, separators=(",", ":")) + "\n"
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            if not self._batch:
+                self._batch_since = time.monotonic()
+            self._batch.append(line)
+            if len(self._batch) >= ACCESS_BATCH_LINES:
+                self._write("")
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._write("")
+
+    def _write(self, line: str) -> None:
+        """Write the batch and ``line`` in one call (the caller holds the lock)."""
+        if self._batch:
+            line = "".join(self._batch) + line
+            self._batch.clear()
+        if line:
+            self.stream.write(line)
+            self.stream.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+        super().close()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(ACCESS_FLUSH_S / 2):
+            if self._batch and time.monotonic() - self._batch_since >= ACCESS_FLUSH_S:
+                self.flush()
+
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = JsonLinesHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
 
@@ -85,4 +184,21 @@ def _log(
         "ms": round((perf_counter() - started) * 1000, 2),
         "client": client[0] if client else None,
     }
-    _ACCESS.info("request", extra={"fields": fields})
+    handler = _only_handler()
+    if handler is not None:
+        handler.access(fields)
+    else:  # another handler is listening (a test's, an embedder's): an ordinary record
+        _ACCESS.info("request", extra={"fields": fields})
+
+
+def _only_handler() -> JsonLinesHandler | None:
+    """Our handler, when no other would see an access record."""
+    if _ACCESS.handlers or not _ACCESS.propagate or _ACCESS.filters:
+        return None
+    handlers = logging.getLogger().handlers
+    if len(handlers) != 1 or not isinstance(handlers[0], JsonLinesHandler):
+        return None
+    handler = handlers[0]
+    if handler.filters or handler.level > logging.INFO:
+        return None
+    return handler if isinstance(handler.formatter, JsonFormatter) else None

@@ -145,3 +145,24 @@ def test_configuration_errors() -> None:
         NonceCodec(b"short", TTL, clock)
     with pytest.raises(ValueError, match="ttl"):
         NonceCodec(KEY, timedelta(0), clock)
+
+
+def test_random_parts_never_repeat_across_pool_refills(codec: NonceCodec) -> None:
+    # Random octets come from a pool drawn from the kernel a batch at a time: refills
+    # must not hand out the same octets twice, and every nonce must still check.
+    from certctl.acme import nonce as module
+
+    issued = [codec.issue() for _ in range(module._POOL_NONCES * 3 + 7)]
+    randoms = {_decode(n)[8:24] for n in issued}
+    assert len(randoms) == len(issued)
+    for n in issued:
+        codec.check(n)
+
+
+def test_nonces_minted_in_threads_are_all_distinct(codec: NonceCodec) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [codec.issue() for _ in range(300)], range(8)))
+    issued = [n for batch in batches for n in batch]
+    assert len(set(issued)) == len(issued) == 2400

@@ -1,0 +1,103 @@
+"""Access lines are batched, other records are not, and the order stays as logged."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+from time import perf_counter
+
+import pytest
+
+from certctl.observability import logs
+
+
+class _Stream(io.StringIO):
+    """Counts writes: a batch must reach the stream in one."""
+
+    writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+@pytest.fixture
+def stream() -> Iterator[_Stream]:
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    out = _Stream()
+    logs.configure_logging("INFO")
+    handler = root.handlers[0]
+    assert isinstance(handler, logs.JsonLinesHandler)
+    handler.setStream(out)
+    try:
+        yield out
+    finally:
+        handler.close()
+        root.handlers[:] = saved
+        root.setLevel(level)
+
+
+def _access(path: str) -> None:
+    logs._log("GET", path, 200, perf_counter(), ("192.0.2.7", 40000))
+
+
+def _lines(stream: _Stream) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_access_lines_wait_for_the_batch_then_arrive_in_one_write(stream: _Stream) -> None:
+    for i in range(logs.ACCESS_BATCH_LINES - 1):
+        _access(f"/p/{i}")
+    assert stream.getvalue() == ""
+    _access("/p/last")
+    assert stream.writes == 1
+    lines = _lines(stream)
+    assert len(lines) == logs.ACCESS_BATCH_LINES
+    assert lines[-1]["path"] == "/p/last"
+    keys = {"ts", "level", "logger", "msg", "method", "path", "status", "ms", "client"}
+    assert set(lines[0]) == keys
+    assert lines[0]["logger"] == "certctl.access" and lines[0]["client"] == "192.0.2.7"
+
+
+def test_another_record_writes_the_batch_before_itself(stream: _Stream) -> None:
+    _access("/first")
+    logging.getLogger("certctl.test").warning("after")
+    assert [line.get("path", line["msg"]) for line in _lines(stream)] == ["/first", "after"]
+
+
+def test_a_quiet_server_still_writes_its_access_lines(stream: _Stream) -> None:
+    _access("/alone")
+    deadline = time.monotonic() + logs.ACCESS_FLUSH_S * 8
+    while stream.getvalue() == "" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [line["path"] for line in _lines(stream)] == ["/alone"]
+
+
+def test_close_writes_what_is_left(stream: _Stream) -> None:
+    _access("/at-exit")
+    logging.getLogger().handlers[0].close()
+    assert [line["path"] for line in _lines(stream)] == ["/at-exit"]
+
+
+def test_the_direct_line_matches_an_ordinary_record(stream: _Stream) -> None:
+    _access("/direct")
+    fields = {"method": "GET", "path": "/direct", "status": 200, "ms": 0.0, "client": "192.0.2.7"}
+    logging.getLogger("certctl.access").info("request", extra={"fields": fields})
+    logging.getLogger().handlers[0].flush()
+    direct, ordinary = _lines(stream)
+    assert direct.keys() == ordinary.keys()
+    assert {k: v for k, v in direct.items() if k not in ("ts", "ms")} == {
+        k: v for k, v in ordinary.items() if k not in ("ts", "ms")
+    }
+
+
+def test_other_listeners_get_ordinary_records(
+    stream: _Stream, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="certctl.access"):
+        _access("/seen")
+    assert [getattr(r, "fields", {}).get("path") for r in caplog.records] == ["/seen"]
