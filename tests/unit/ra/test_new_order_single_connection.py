@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from certctl.config import AcmeServerSettings, RateLimitSettings
@@ -46,24 +46,19 @@ ACCOUNT_CAP = 2
 
 
 def one_connection_engine(url: str) -> Engine:
-    """A SQLite engine set up as certctl's (WAL, busy timeout, ``BEGIN IMMEDIATE`` for
-    writers, chosen through the ``sqlite_begin`` execution option) whose pool holds a single
-    connection: ``pool_size=1``, no overflow."""
+    """A SQLite engine set up as certctl's (WAL, busy timeout; ``Database`` itself sends
+    ``BEGIN IMMEDIATE`` for writers) whose pool holds a single connection:
+    ``pool_size=1``, no overflow."""
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT_S)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
-        dbapi_conn.isolation_level = None  # BEGIN is issued below, as certctl does
+        dbapi_conn.isolation_level = None  # Database issues BEGIN itself
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=15000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
