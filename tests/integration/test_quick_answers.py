@@ -13,6 +13,7 @@ import base64
 import http.client
 import json
 import ssl
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -155,3 +156,27 @@ def test_cached_ocsp_answers_match_the_ordinary_route(
         parsed = ocsp.load_der_ocsp_response(body)
         assert parsed.certificate_status is ocsp.OCSPCertStatus.GOOD
         assert parsed.serial_number == leaf.cert.serial_number
+
+
+# httpx's default keepalive_expiry: its pool reuses a connection idle this long.
+CLIENT_POOL_EXPIRY_S = 5.0
+
+
+def test_a_connection_idle_as_long_as_a_client_pool_keeps_it_is_still_served(
+    served: ServedCertctl, tls: ssl.SSLContext
+) -> None:
+    # With the server's idle timeout equal to the pool's, the pool sends its next
+    # request just as the server closes, and a POST lost that way is not retried.
+    conn = http.client.HTTPSConnection("127.0.0.1", served.port, context=tls, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.read() == b"ok"
+            assert response.getheader("connection") != "close"
+            time.sleep(CLIENT_POOL_EXPIRY_S + 1)
+        conn.request("GET", "/acme/directory")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

@@ -26,7 +26,7 @@ from tests.support.server import ServedCertctl
 
 HOST = b"Host: 127.0.0.1\r\n"
 JOSE = b"Content-Type: application/jose+json\r\n"
-# Long enough for any answer to arrive, shorter than uvicorn's 5 s keep-alive timeout: a
+# Long enough for any answer to arrive, shorter than the server's keep-alive timeout: a
 # connection that ends before it was closed because of the request, not for idling.
 READ_WINDOW_S = 3.0
 LOG_WAIT_S = 10.0

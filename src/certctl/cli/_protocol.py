@@ -48,6 +48,12 @@
    answers keep their order and a client that never reads cannot grow our buffers; a
    request through a proxy's X-Forwarded-* fields goes the ordinary way, where uvicorn
    applies them.
+8. A keep-alive connection stays open KEEP_ALIVE_S after its last answer, not uvicorn's
+   5 s: a client that reuses a connection idle for as long as the server keeps it (httpx
+   and its 5 s expiry, say) sends its request just as the server closes, and a POST lost
+   that way is not retried. The idle timer is also stopped at the start of every request,
+   so an answer given while a pipelined request was still being parsed cannot leave a
+   timer that closes the connection under a later, slower request.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from certctl.fastpath import QuickRequest, QuickResponder
 
 HEAD_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 30.0  # point 8: above the idle expiry of common HTTP client pools
 HEAD_MAX_BYTES = 64 * 1024
 CHUNK_FRAMING_MAX_BYTES = 64 * 1024
 PARSE_SLICE_BYTES = 16 * 1024
@@ -204,6 +211,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._unset_keepalive_if_required()  # point 8: no longer idle
         self._head_bytes = self._head_fields = 0
         self._arm_head_timer()
 

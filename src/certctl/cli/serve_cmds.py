@@ -15,7 +15,7 @@ import uvicorn
 
 from certctl.bootstrap import DEFAULT_PROFILE_ID, initialize, initialized, open_runtime
 from certctl.ca import ensure_server_certificate
-from certctl.cli._protocol import DrainingHttpToolsProtocol
+from certctl.cli._protocol import KEEP_ALIVE_S, DrainingHttpToolsProtocol
 from certctl.config import Settings
 from certctl.observability.logs import configure_logging
 from certctl.observability.metrics import MULTIPROC_ENV
@@ -132,6 +132,7 @@ def cmd_serve(_: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=int(KEEP_ALIVE_S),
         server_header=False,
         **ssl,  # type: ignore[arg-type]
     )

@@ -189,3 +189,39 @@ def test_render_sets_content_length_only_where_allowed() -> None:
 def test_render_raw_keeps_the_fields_as_given() -> None:
     answer = render_raw(200, [(b"content-length", b"3"), (b"x-a", b"1")], b"abc")
     assert answer == QuickAnswer(200, b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-a: 1\r\n", b"abc")
+
+
+def test_a_quick_answer_leaves_no_idle_timer_under_a_slower_pipelined_request() -> None:
+    # The quick answer arms the keep-alive timer while the next request of the same read
+    # is still to be parsed; that request must stop it, or it would close the connection
+    # under a request that takes longer than the keep-alive timeout.
+    class _Slow(_App):
+        async def __call__(
+            self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        ) -> None:
+            await asyncio.sleep(0.3)
+            await super().__call__(scope, receive, send)
+
+    async def run() -> tuple[bytes, bool]:
+        app = _Slow()
+        config = Config(
+            app=_Wrapper(app), ws="none", lifespan="off", log_config=None, timeout_keep_alive=0
+        )
+        config.load()
+        config.timeout_keep_alive = 0.05  # type: ignore[assignment]  # below the app's 0.3 s
+        protocol = DrainingHttpToolsProtocol(
+            config, ServerState(), {}, _loop=asyncio.get_running_loop()
+        )
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(_get("/q/1") + _get("/slow"))
+        await asyncio.sleep(0.2)  # past the keep-alive timeout, before the slow answer
+        closed_while_busy = transport.closed
+        await asyncio.sleep(0.4)
+        protocol.connection_lost(None)
+        return bytes(transport.written), closed_while_busy
+
+    written, closed_while_busy = asyncio.run(run())
+    assert not closed_while_busy
+    assert b"quick /q/1" in written
+    assert written.endswith(b"slow /slow"), written
