@@ -21,7 +21,7 @@ from certctl.acme.nonce import NonceCodec
 from certctl.bootstrap import Runtime, open_runtime
 from certctl.config import Settings, ValidationSettings, load_settings
 from certctl.domain.model import Account
-from certctl.fastpath import QuickAnswer, QuickRequest, render
+from certctl.fastpath import QuickAnswer, QuickPost, QuickRequest, render
 from certctl.observability.logs import RequestLogMiddleware, configure_logging
 from certctl.observability.metrics import Metrics
 from certctl.pki import PkiState, pki_routes
@@ -135,7 +135,10 @@ def build_app(runtime: Runtime) -> ASGIApp:
     acme = None
     if settings.acme.enabled:
         threads = handler_threads(settings.acme.handler_threads, sqlite=runtime.db.is_sqlite)
-        acme = AcmeApp(WfeState(ra, settings.acme, metrics, threads))
+        # SQLite answers from local pages and this process's write lock; PostgreSQL and
+        # Redis are round trips away, which must not hold up the event loop.
+        inline = runtime.db.is_sqlite and not settings.redis_url
+        acme = AcmeApp(WfeState(ra, settings.acme, metrics, threads, inline_posts=inline))
         closers.append(acme.close)
     return RequestLogMiddleware(FrontDoor(acme, OcspFastPath(pki_state), rest))
 
@@ -149,7 +152,8 @@ class FrontDoor:
     Everything else, lifespan included, goes to the Starlette app.
 
     ``answer_now`` is the protocol's quick path (``certctl.fastpath``): the directory,
-    newNonce, cached OCSP answers and /health, before any ASGI machinery."""
+    newNonce, cached OCSP answers and /health, before any ASGI machinery; ``accept_post``
+    its POSTs (the issuance requests, when they may run on the event loop)."""
 
     def __init__(self, acme: AcmeApp | None, ocsp: OcspFastPath, rest: ASGIApp) -> None:
         self.acme = acme
@@ -165,6 +169,11 @@ class FrontDoor:
             return self.ocsp.answer_now(request)
         if path == "/health":
             return _HEALTH
+        return None
+
+    def accept_post(self, request: QuickRequest) -> QuickPost | None:
+        if self.quick_acme is not None and request.path.startswith(PREFIX):
+            return self.quick_acme.accept_post(request)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,6 +9,12 @@ answer is written as it is; ``None`` sends the request the ordinary way, through
 which stays the reference behaviour: a quick answer must be byte for byte what the
 ordinary route would send, bar the Date header and the nonce.
 
+POSTs with a declared length are offered to ``accept_post`` once their head is parsed.
+An application that takes one returns a ``QuickPost``: the protocol gathers the body
+(within ``body_timeout``) and writes what ``answer`` returns. The application takes only
+what it can answer without waiting on anything but local work, since ``answer`` runs on
+the event loop.
+
 This module is the seam only; it imports nothing of certctl's.
 """
 
@@ -31,6 +37,8 @@ class QuickRequest:
     scheme: str  # http or https
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
+    content_type: bytes | None = None  # POST only
+    content_length: int = 0  # POST only: the declared length of the body
 
 
 class QuickAnswer(NamedTuple):
@@ -39,8 +47,27 @@ class QuickAnswer(NamedTuple):
     body: bytes  # sent for GET; for HEAD only its length is (in Content-Length)
 
 
+class QuickPost(Protocol):
+    """A POST the application took at head time."""
+
+    @property
+    def body_timeout(self) -> float:
+        """Seconds the whole body may take to arrive."""
+        ...
+
+    def answer(self, body: bytes) -> QuickAnswer:
+        """The answer to the request with its whole ``body``; never raises."""
+        ...
+
+    def too_slow(self) -> QuickAnswer:
+        """The answer when the body did not arrive in time (the connection then closes)."""
+        ...
+
+
 class QuickResponder(Protocol):
     def answer_now(self, request: QuickRequest) -> QuickAnswer | None: ...
+
+    def accept_post(self, request: QuickRequest) -> QuickPost | None: ...
 
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -291,12 +292,18 @@ class RawResponse:
 
 
 def raw_exchange(
-    served: ServedCertctl, head: bytes, chunks: list[bytes], timeout: float = 10.0
+    served: ServedCertctl,
+    head: bytes,
+    chunks: list[bytes],
+    timeout: float = 10.0,
+    *,
+    pause: float = 0.0,
 ) -> RawResponse:
     """Send ``head`` and ``chunks`` over one TLS connection, then read one response.
 
     The caller decides how much of a declared body is ever sent, which is how a test
-    shows that the server answered without waiting for the rest.
+    shows that the server answered without waiting for the rest; ``pause`` seconds
+    between chunks make each arrive in a read of its own.
     """
     ctx = ssl.create_default_context(cafile=str(served.root_pem_path))
     with (
@@ -305,6 +312,8 @@ def raw_exchange(
     ):
         tls.sendall(head)
         for chunk in chunks:
+            if pause:
+                time.sleep(pause)
             tls.sendall(chunk)
         data = b""
         while b"\r\n\r\n" not in data:

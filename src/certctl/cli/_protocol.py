@@ -43,11 +43,14 @@
    a quarter of the server's CPU for a directory GET went to those writes).
 7. A bodiless GET or HEAD is first offered to the application's ``answer_now``
    (``certctl.fastpath``): the directory, newNonce, cached OCSP answers and /health are
-   written from here, with no ASGI scope, cycle or task (a tenth of the CPU). Only when
-   nothing else of the connection is in flight and its writes are not backed up, so that
-   answers keep their order and a client that never reads cannot grow our buffers; a
-   request through a proxy's X-Forwarded-* fields goes the ordinary way, where uvicorn
-   applies them.
+   written from here, with no ASGI scope, cycle or task (a tenth of the CPU). A POST with
+   a Content-Length is offered to ``accept_post``; one taken has its body gathered here
+   (within the taker's ``body_timeout``, else its ``too_slow`` answer and a close) and
+   its answer written when the body is complete. Only when nothing else of the
+   connection is in flight and its writes are not backed up, so that answers keep their
+   order and a client that never reads cannot grow our buffers; a request through a
+   proxy's X-Forwarded-* fields goes the ordinary way, where uvicorn applies them, as
+   does one that expects 100-continue or is chunked.
 8. A keep-alive connection stays open KEEP_ALIVE_S after its last answer, not uvicorn's
    5 s: a client that reuses a connection idle for as long as the server keeps it (httpx
    and its 5 s expiry, say) sends its request just as the server closes, and a POST lost
@@ -72,7 +75,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
-from certctl.fastpath import QuickRequest, QuickResponder
+from certctl.fastpath import QuickAnswer, QuickPost, QuickRequest, QuickResponder
 
 HEAD_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 30.0  # point 8: above the idle expiry of common HTTP client pools
@@ -166,6 +169,11 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     _refusal_status = 400
     _quick: QuickResponder | None = None
     _quick_answered = False  # the current message was answered from on_headers_complete
+    # A POST taken by the quick path (point 7): its body so far and its deadline.
+    _post: QuickPost | None = None
+    _post_body: list[bytes]
+    _post_timer: asyncio.TimerHandle | None = None
+    _post_keep_alive = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -231,7 +239,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         if problem is not None:
             self._refusal = problem
             raise _RefusedError(problem)
-        if self._quick is not None and self._answer_quickly():
+        if self._quick is not None and (self._answer_quickly() or self._take_post()):
             return
         super().on_headers_complete()
         cycle: RequestResponseCycle | None = self.cycle
@@ -264,6 +272,9 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
+        if self._post is not None:
+            self._post_body.append(body)
+            return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -271,6 +282,9 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self._messages_done += 1
         if self._quick_answered:
             self._quick_answered = False
+            return
+        if self._post is not None:
+            self._answer_post()
             return
         self._body_done_cycle = self.cycle
         super().on_message_complete()
@@ -281,9 +295,14 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._drop_post()
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
+        if self._post is not None:
+            # A quick POST still arriving is in flight: it is answered, then closed.
+            self._post_keep_alive = False
+            return
         idle = self.cycle is None or self.cycle.response_complete
         super().shutdown()
         if idle:
@@ -295,12 +314,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         """Answer the request whose head was just parsed from ``answer_now``; False to
         leave it to the ASGI application."""
         method = self.parser.get_method()
-        if method not in (b"GET", b"HEAD"):
-            return False
-        cycle = self.cycle
-        if (cycle is not None and not cycle.response_complete) or self.pipeline:
-            return False  # an earlier answer is still to come: keep the order
-        if self.flow.write_paused or self.parser.should_upgrade():
+        if method not in (b"GET", b"HEAD") or not self._nothing_in_flight():
             return False
         host = None
         for name, value in self.headers:
@@ -308,11 +322,113 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
                 host = value
             elif name in _NOT_QUICK:
                 return False
+        request = self._quick_request(method, host)
+        assert self._quick is not None
+        try:
+            answer = self._quick.answer_now(request)
+        except Exception:
+            log.exception("quick answer failed on %s %s", request.method, request.path)
+            return False
+        if answer is None:
+            return False
+        self._quick_answered = True
+        self._write_quick(answer, send_body=method == b"GET", keep_alive=self._keep_alive())
+        return True
+
+    def _take_post(self) -> bool:
+        """Offer the POST whose head was just parsed to ``accept_post``; True when taken
+        (its body then goes to ``_post_body``, and ``_answer_post`` answers it)."""
+        if self.parser.get_method() != b"POST" or self._chunked:
+            return False
+        if not self._nothing_in_flight():
+            return False
+        host = content_type = None
+        length = -1
+        for name, value in self.headers:
+            if name == b"host":
+                host = value
+            elif name == b"content-length":
+                length = int(value)  # digits only (_framing_problem)
+            elif name == b"content-type":
+                if content_type is not None:
+                    return False  # the dispatcher decides on a repeated field
+                content_type = value
+            elif name in _NOT_QUICK:
+                return False
+        if length < 0:
+            return False
+        request = self._quick_request(
+            b"POST", host, content_type=content_type, content_length=length
+        )
+        assert self._quick is not None
+        try:
+            post = self._quick.accept_post(request)
+        except Exception:
+            log.exception("quick POST refused on %s", request.path)
+            return False
+        if post is None:
+            return False
+        self._post = post
+        self._post_body = []
+        self._post_keep_alive = self._keep_alive()
+        self._post_timer = self.loop.call_later(post.body_timeout, self._post_timed_out)
+        return True
+
+    def _answer_post(self) -> None:
+        post = self._post
+        assert post is not None
+        body = b"".join(self._post_body)
+        keep_alive = self._post_keep_alive
+        self._drop_post()
+        try:
+            answer = post.answer(body)
+        except Exception:  # answer() handles its own errors: this is a bug of ours
+            log.exception("quick POST failed")
+            self.transport.abort()
+            return
+        self._write_quick(answer, send_body=True, keep_alive=keep_alive)
+
+    def _post_timed_out(self) -> None:
+        """The body did not arrive in time: the taker's answer, then a close (point 5)."""
+        self._post_timer = None
+        post = self._post
+        if post is None:
+            return
+        self._drop_post()
+        self._refusal = "request body too slow"  # nothing more is parsed
+        self._write_quick(post.too_slow(), send_body=True, keep_alive=False)
+
+    def _drop_post(self) -> None:
+        self._post = None
+        self._post_body = []
+        if self._post_timer is not None:
+            self._post_timer.cancel()
+            self._post_timer = None
+
+    def _nothing_in_flight(self) -> bool:
+        """No earlier answer is still to come and writes are not backed up: an answer
+        written now keeps the order of the connection's answers."""
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.pipeline:
+            return False
+        return not (self.flow.write_paused or self.parser.should_upgrade())
+
+    def _keep_alive(self) -> bool:
+        return self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+
+    def _quick_request(
+        self,
+        method: bytes,
+        host: bytes | None,
+        *,
+        content_type: bytes | None = None,
+        content_length: int = 0,
+    ) -> QuickRequest:
         parsed = httptools.parse_url(self.url)
         path = parsed.path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        request = QuickRequest(
+        return QuickRequest(
             method.decode("ascii"),
             path,
             parsed.query or b"",
@@ -320,26 +436,20 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.scheme or "http",
             self.client,
             self.server,
+            content_type,
+            content_length,
         )
-        assert self._quick is not None
-        try:
-            answer = self._quick.answer_now(request)
-        except Exception:
-            log.exception("quick answer failed on %s %s", request.method, path)
-            return False
-        if answer is None:
-            return False
-        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+
+    def _write_quick(self, answer: QuickAnswer, *, send_body: bool, keep_alive: bool) -> None:
         out = [answer.head]
         for name, value in self.server_state.default_headers:
             out += (name, b": ", value, b"\r\n")
         if not keep_alive:
             out.append(b"connection: close\r\n")
         out.append(b"\r\n")
-        if method == b"GET":
+        if send_body:
             out.append(answer.body)
         self.transport.write(b"".join(out))
-        self._quick_answered = True
         self.server_state.total_requests += 1
         if not keep_alive:
             self.transport.close()
@@ -348,7 +458,6 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
-        return True
 
     # -- framing -------------------------------------------------------------------
 

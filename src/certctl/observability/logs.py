@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from certctl.fastpath import QuickAnswer, QuickRequest
+from certctl.fastpath import QuickAnswer, QuickPost, QuickRequest
 
 ACCESS_LOGGER = "certctl.access"
 ACCESS_FLUSH_S = 0.25
@@ -142,6 +142,7 @@ class RequestLogMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._quick = getattr(app, "answer_now", None)
+        self._quick_post = getattr(app, "accept_post", None)
 
     def answer_now(self, request: QuickRequest) -> QuickAnswer | None:
         """The protocol's quick path (``certctl.fastpath``), logged like any request."""
@@ -152,6 +153,14 @@ class RequestLogMiddleware:
         if answer is not None:
             _log(request.method, request.path, answer.status, started, request.client)
         return answer
+
+    def accept_post(self, request: QuickRequest) -> QuickPost | None:
+        """A POST the protocol's quick path takes (``certctl.fastpath``), logged when
+        answered like any request."""
+        if self._quick_post is None:
+            return None
+        post: QuickPost | None = self._quick_post(request)
+        return None if post is None else _LoggedPost(post, request, perf_counter())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,6 +179,30 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             _log(scope["method"], scope["path"], status, started, scope.get("client"))
+
+
+class _LoggedPost:
+    __slots__ = ("_post", "_request", "_started")
+
+    def __init__(self, post: QuickPost, request: QuickRequest, started: float) -> None:
+        self._post = post
+        self._request = request
+        self._started = started
+
+    @property
+    def body_timeout(self) -> float:
+        return self._post.body_timeout
+
+    def answer(self, body: bytes) -> QuickAnswer:
+        return self._logged(self._post.answer(body))
+
+    def too_slow(self) -> QuickAnswer:
+        return self._logged(self._post.too_slow())
+
+    def _logged(self, answer: QuickAnswer) -> QuickAnswer:
+        request = self._request
+        _log(request.method, request.path, answer.status, self._started, request.client)
+        return answer
 
 
 def _log(

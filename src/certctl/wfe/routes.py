@@ -71,6 +71,23 @@ SQLITE_HANDLER_THREADS = 4
 POSTGRES_HANDLER_THREADS = 8
 # Answered on the event loop when the profile is cached: no store, no signature check.
 INLINE = frozenset({"directory", "new_nonce"})
+# POSTs the protocol may answer on the event loop, body and all (certctl.wfe.quick), when
+# the store is SQLite and rate limits are kept in memory: what they wait on is local
+# (SQLite pages, this process's write lock), never the network. Challenge responses,
+# key changes, revocations and new-authz stay on the threads: they start validations,
+# sign CRLs or are rare.
+INLINE_POSTS = frozenset(
+    {
+        "new_account",
+        "update_account",
+        "list_orders",
+        "new_order",
+        "order_read",
+        "finalize_order",
+        "authz_read",
+        "cert_download",
+    }
+)
 
 
 def handler_threads(configured: int, *, sqlite: bool) -> int:
@@ -86,10 +103,13 @@ class WfeState:
     settings: AcmeServerSettings
     metrics: Metrics
     threads: int = SQLITE_HANDLER_THREADS
+    # INLINE_POSTS are answered on the event loop (see there); False sends every POST to
+    # the handler threads.
+    inline_posts: bool = False
 
 
 @dataclass(frozen=True)
-class _Route:
+class Route:
     op: str
     methods: dict[str, h.Handler]
     param: str | None  # the name of the one path parameter, if any
@@ -108,13 +128,13 @@ def _pattern(suffix: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(parts), param
 
 
-_TABLE: dict[tuple[str, ...], _Route] = {}
+_TABLE: dict[tuple[str, ...], Route] = {}
 for _suffix, _op, _methods in ROUTES:
     _parts, _param = _pattern(_suffix)
-    _TABLE[_parts] = _Route(_op, _methods, _param)
+    _TABLE[_parts] = Route(_op, _methods, _param)
 
 
-def resolve(path: str, default_profile: str) -> tuple[str, str, _Route | None, dict[str, str]]:
+def resolve(path: str, default_profile: str) -> tuple[str, str, Route | None, dict[str, str]]:
     """(URL prefix, profile id, route or None for unknown, path params) of an ACME path.
 
     Path parameters match one non-empty segment, as the route table's ``{name}`` says.
@@ -184,21 +204,30 @@ class AcmeApp:
                 )
             body = b""
             if method == "POST":
-                media_type = (_header(scope, b"content-type") or "").split(";")[0].strip()
-                if media_type.lower() != JOSE:
+                if not is_jose(_header(scope, b"content-type")):
                     raise AcmeError(
                         ProblemType.UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be {JOSE}"
                     )
                 body = await _read_body(scope, receive, state.settings.max_body_bytes)
-            run = functools.partial(
-                _run, state, handler, scope, str(url), urls, profile_id, params, body
+            client = scope.get("client")
+            request = Request(
+                method=method,
+                path=scope["path"],
+                url=str(url),
+                urls=urls,
+                profile_id=profile_id,
+                params=params,
+                query=scope.get("query_string", b""),
+                client_address=client[0] if client else None,
+                body=body,
             )
             cached = state.ra.cached_acme_profile(profile_id) if route.op in INLINE else None
             if cached is not None:
-                response = run(cached)
+                response = run(state, handler, request, cached)
             else:
                 loop = asyncio.get_running_loop()
-                response = await loop.run_in_executor(self._threads, run, None)
+                call = functools.partial(run, state, handler, request, None)
+                response = await loop.run_in_executor(self._threads, call)
             failed = False
         except AcmeError as err:
             response, failed = _problem(state, err, urls), True
@@ -243,37 +272,73 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def answer_inline(
+    state: WfeState, route: Route, request: Request, profile: Profile, started: float
+) -> Response:
+    """A POST's whole answer on the calling thread: the quick path's twin of
+    ``AcmeApp.respond`` once the route, profile and body are known."""
+    try:
+        response, failed = run(state, route.methods["POST"], request, profile), False
+    except AcmeError as err:
+        response, failed = _problem(state, err, request.urls), True
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        response, failed = _problem(state, INTERNAL, request.urls), True
+    state.metrics.observe(route.op, perf_counter() - started, failed=failed)
+    return response
+
+
+def problem_for(
+    state: WfeState, route: Route, err: AcmeError, request: Request, started: float
+) -> Response:
+    """The problem answer to a request refused before its handler ran, counted as
+    ``AcmeApp.respond`` counts one."""
+    state.metrics.observe(route.op, perf_counter() - started, failed=True)
+    return _problem(state, err, request.urls)
+
+
 def _problem(state: WfeState, err: AcmeError, urls: AcmeUrls) -> Response:
     return problem_response(err, nonce=state.ra.new_nonce(), directory_url=urls.directory())
 
 
-def _run(
-    state: WfeState,
-    handler: h.Handler,
-    scope: Scope,
-    request_url: str,
-    urls: AcmeUrls,
-    profile_id: str,
-    params: dict[str, str],
-    body: bytes,
-    profile: Profile | None,
-) -> Response:
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a handler needs of an ACME request, whichever way it came in (ASGI, or the
+    protocol's quick path: certctl.wfe.quick)."""
+
+    method: str
+    path: str
+    url: str  # as the client addressed it: the JWS "url" must equal it (RFC 8555 §6.4)
+    urls: AcmeUrls
+    profile_id: str
+    params: dict[str, str]
+    query: bytes
+    client_address: str | None
+    body: bytes
+
+
+def is_jose(content_type: str | None) -> bool:
+    """RFC 8555 §6.2: a POST's Content-Type is application/jose+json (parameters aside)."""
+    return (content_type or "").split(";")[0].strip().lower() == JOSE
+
+
+def run(state: WfeState, handler: h.Handler, request: Request, profile: Profile | None) -> Response:
+    """The handler's answer; ``profile`` when the caller has it, else read (or cached)."""
     if profile is None:
-        profile = state.ra.acme_profile(profile_id)
-    client = scope.get("client")
+        profile = state.ra.acme_profile(request.profile_id)
     call = h.Call(
         ra=state.ra,
         settings=state.settings,
         metrics=state.metrics,
         profile=profile,
-        urls=urls,
-        request_url=request_url,
-        method=scope["method"],
-        body=body,
-        params=params,
-        query=dict(
-            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        ),
-        client_address=client[0] if client else None,
+        urls=request.urls,
+        request_url=request.url,
+        method=request.method,
+        body=request.body,
+        params=request.params,
+        query=dict(parse_qsl(request.query.decode("latin-1"), keep_blank_values=True))
+        if request.query
+        else {},
+        client_address=request.client_address,
     )
     return handler(call)

@@ -1,5 +1,6 @@
 """The protocol's quick path (point 7 of certctl.cli._protocol): which requests it takes,
-what it writes, and that answers keep their order on a pipelined connection."""
+what it writes, and that answers keep their order on a pipelined connection; POSTs the
+app takes have their bodies gathered, within the app's time limit."""
 
 from __future__ import annotations
 
@@ -19,12 +20,39 @@ HOST = b"Host: 127.0.0.1\r\n"
 STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) ")
 
 
-class _App:
-    """An ASGI app (answers ``slow <path>``) with an ``answer_now`` for paths under /q."""
+class _Post:
+    """A POST taken by ``_App.accept_post``: answers ``posted <path> <body>``."""
 
-    def __init__(self, *, fail: bool = False) -> None:
+    def __init__(self, app: _App, request: QuickRequest) -> None:
+        self.app = app
+        self.request = request
+        self.body_timeout = app.body_timeout
+
+    def answer(self, body: bytes) -> QuickAnswer:
+        if self.app.fail:
+            raise RuntimeError("boom")
+        self.app.seen.append(f"posted {self.request.path} {body!r}")
+        out = f"posted {self.request.path} ".encode() + body
+        return render(201, [("content-type", "text/plain")], out)
+
+    def too_slow(self) -> QuickAnswer:
+        self.app.seen.append(f"too slow {self.request.path}")
+        return render(408, [("content-type", "text/plain")], b"too slow")
+
+
+class _App:
+    """An ASGI app (answers ``slow <path>``) with an ``answer_now`` for paths under /q and
+    an ``accept_post`` for POSTs under /p."""
+
+    def __init__(self, *, fail: bool = False, body_timeout: float = 5.0) -> None:
         self.seen: list[str] = []
         self.fail = fail
+        self.body_timeout = body_timeout
+        self.offered: list[QuickRequest] = []
+
+    def accept_post(self, request: QuickRequest) -> _Post | None:
+        self.offered.append(request)
+        return _Post(self, request) if request.path.startswith("/p") else None
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -225,3 +253,120 @@ def test_a_quick_answer_leaves_no_idle_timer_under_a_slower_pipelined_request() 
     assert not closed_while_busy
     assert b"quick /q/1" in written
     assert written.endswith(b"slow /slow"), written
+
+
+def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
+    head = b"POST " + path.encode() + b" HTTP/1.1\r\n" + HOST
+    return head + b"Content-Length: %d\r\n" % len(body) + extra + b"\r\n" + body
+
+
+async def _feed(
+    app: _App, reads: list[bytes], *, pause: float = 0.0, shutdown_after: int | None = None
+) -> tuple[bytes, bool, DrainingHttpToolsProtocol]:
+    """Feed ``reads`` one ``data_received`` each, ``pause`` seconds apart."""
+    config = Config(app=_Wrapper(app), ws="none", lifespan="off", log_config=None)
+    config.load()
+    state = ServerState()
+    protocol = DrainingHttpToolsProtocol(config, state, {}, _loop=asyncio.get_running_loop())
+    transport = _Transport()
+    protocol.connection_made(transport)
+    for i, data in enumerate(reads):
+        if i:
+            await asyncio.sleep(pause)
+        if shutdown_after == i:
+            protocol.shutdown()
+        protocol.data_received(data)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    return bytes(transport.written), transport.closed, protocol
+
+
+def test_a_post_the_app_takes_gets_its_whole_body_however_it_arrives() -> None:
+    app = _App()
+    data = _post("/p/x?y=1", b"0123456789", b"Content-Type: application/jose+json\r\n")
+    reads = [data[:-7], data[-7:-3], data[-3:]]
+    written, closed, _ = asyncio.run(_feed(app, reads, pause=0.01))
+    assert app.seen == ["posted /p/x b'0123456789'"]
+    offered = app.offered[0]
+    assert (offered.method, offered.query) == ("POST", b"y=1")
+    assert (offered.content_type, offered.content_length) == (b"application/jose+json", 10)
+    head, _, body = written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert body == b"posted /p/x 0123456789"
+    assert not closed
+
+
+def test_posts_and_gets_pipelined_in_one_read_are_answered_in_order() -> None:
+    app = _App()
+    data = _post("/p/1", b"a") + _get("/q/2") + _post("/p/3", b"bc") + _get("/slow")
+    written, _, _ = asyncio.run(_feed(app, [data]))
+    bodies = re.findall(rb"(?:posted|quick|slow) /[a-z0-9/]+(?: [a-c]+)?", written)
+    assert bodies == [b"posted /p/1 a", b"quick /q/2", b"posted /p/3 bc", b"slow /slow"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        _get("/p", method=b"POST", extra=b"Transfer-Encoding: chunked\r\n")
+        + b"1\r\na\r\n0\r\n\r\n",
+        _post("/p", b"a", b"Expect: 100-continue\r\n"),
+        _post("/p", b"a", b"X-Forwarded-For: 192.0.2.1\r\n"),
+        _post("/p", b"a", b"Content-Type: a\r\nContent-Type: b\r\n"),
+        _post("/elsewhere", b"a"),  # accept_post says None
+        _get("/p", method=b"POST"),  # no length: a POST without a body
+    ],
+    ids=["chunked", "expect", "xff", "two-content-types", "declined", "no-length"],
+)
+def test_other_posts_go_the_ordinary_way(request_bytes: bytes) -> None:
+    app = _App()
+    written, _, _ = asyncio.run(_feed(app, [request_bytes]))
+    assert len(app.seen) == 1 and app.seen[0].startswith("slow "), app.seen
+    assert b"slow /" in written
+
+
+def test_a_post_behind_an_ordinary_request_waits_its_turn_the_ordinary_way() -> None:
+    app = _App()
+    written, _, _ = asyncio.run(_feed(app, [_get("/slow") + _post("/p", b"a")]))
+    assert app.seen == ["slow /slow", "slow /p"]
+    assert written.endswith(b"slow /p")
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_the_apps_answer_and_a_close() -> None:
+    app = _App(body_timeout=0.05)
+    data = _post("/p", b"0123456789")
+    written, closed, _ = asyncio.run(_feed(app, [data[:-5], data[-5:]], pause=0.2))
+    assert app.seen == ["too slow /p"]  # the rest, arriving late, is not parsed
+    head, _, body = written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"\r\nconnection: close" in head
+    assert body == b"too slow"
+    assert closed
+
+
+def test_a_shutdown_while_a_body_arrives_answers_it_then_closes() -> None:
+    app = _App()
+    data = _post("/p", b"0123456789")
+    written, closed, _ = asyncio.run(_feed(app, [data[:-5], data[-5:]], shutdown_after=1))
+    assert app.seen == ["posted /p b'0123456789'"]
+    assert b"\r\nconnection: close" in written
+    assert written.endswith(b"posted /p 0123456789")
+    assert closed
+
+
+def test_a_connection_lost_mid_body_leaves_no_timer() -> None:
+    async def run() -> list[str]:
+        app = _App(body_timeout=0.05)
+        data = _post("/p", b"0123456789")
+        _, _, protocol = await _feed(app, [data[:-5]])
+        protocol.connection_lost(None)
+        await asyncio.sleep(0.1)
+        return app.seen
+
+    assert asyncio.run(run()) == []
+
+
+def test_an_answer_that_fails_aborts_the_connection() -> None:
+    app = _App(fail=True)
+    written, closed, _ = asyncio.run(_feed(app, [_post("/p", b"a")]))
+    assert written == b""
+    assert closed
