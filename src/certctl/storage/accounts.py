@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, exists, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 
 from certctl.domain.model import Account, AccountStatus
 from certctl.storage import _json
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import acme_accounts
 
 
-def _account(row: RowMapping) -> Account:
+def _account(row: Mapping[Any, Any]) -> Account:
     return Account(
         id=row["id"],
         profile_id=row["profile_id"],
@@ -27,8 +30,10 @@ def _account(row: RowMapping) -> Account:
 
 # Hot-path statements are built once: building a Core statement per call (and its cache
 # key) costs several times what executing it does.
-_GET = select(acme_accounts).where(acme_accounts.c.id == bindparam("b_id"))
-_KEY_IN_USE = select(exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")))
+_GET = FastStatement(select(acme_accounts).where(acme_accounts.c.id == bindparam("b_id")))
+_KEY_IN_USE = FastStatement(
+    select(exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")).label("used"))
+)
 
 
 def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
@@ -50,8 +55,8 @@ def insert(conn: Connection, account: Account, *, spki_sha256: str) -> None:
 
 
 def get(conn: Connection, account_id: str) -> Account | None:
-    row = conn.execute(_GET, {"b_id": account_id}).first()
-    return _account(row._mapping) if row else None
+    row = _GET.first(conn, {"b_id": account_id})
+    return _account(row) if row else None
 
 
 def get_by_thumbprint(conn: Connection, profile_id: str, thumbprint: str) -> Account | None:
@@ -66,7 +71,8 @@ def get_by_thumbprint(conn: Connection, profile_id: str, thumbprint: str) -> Acc
 
 def key_in_use(conn: Connection, spki_sha256: str) -> bool:
     """Is this public key any account's key, on any profile (RFC 8555 §11.1)?"""
-    return bool(conn.execute(_KEY_IN_USE, {"b_spki": spki_sha256}).scalar())
+    row = _KEY_IN_USE.first(conn, {"b_spki": spki_sha256})
+    return bool(row and row["used"])
 
 
 def set_contact(conn: Connection, account_id: str, contact: tuple[str, ...], now: datetime) -> bool:

@@ -10,10 +10,14 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from certctl.storage import _json
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import audit_events
 
 # Built once: most ACME writes add an audit row.
-_INSERT = audit_events.insert()
+_INSERT = FastStatement(
+    audit_events.insert(),
+    keys=("id", "at", "actor", "action", "object_type", "object_id", "details"),
+)
 
 
 def record(
@@ -26,8 +30,8 @@ def record(
     object_id: str,
     details: dict[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT,
+    _INSERT.rowcount(
+        conn,
         {
             "id": "evt-" + secrets.token_hex(16),
             "at": at,

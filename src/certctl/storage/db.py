@@ -152,7 +152,9 @@ def _make_engine(url: str, *, pool_size: int, sqlite: bool) -> Engine:
             pool_pre_ping=False,
             pool_recycle=1800,
         )
-    return _sqlite_engine(create_engine(url, pool_size=pool_size, max_overflow=pool_size))
+    return _sqlite_engine(
+        create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True)
+    )
 
 
 def _migration_engine(url: str) -> Engine:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from certctl.domain.model import AuthMode, CertificateVersion, Profile
 from certctl.domain.policy import IdentifierPolicy
 from certctl.storage import _json
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     certificate_versions,
     issuers,
@@ -136,9 +137,44 @@ def list_profiles(conn: Connection) -> list[Profile]:
 
 
 # Every issuance runs these: built once, values as parameters.
-_INSERT_CERTIFICATE = managed_certificates.insert()
-_INSERT_VERSION = certificate_versions.insert()
-_GET_VERSION = select(certificate_versions).where(certificate_versions.c.id == bindparam("b_id"))
+_CERTIFICATE_KEYS = (
+    "id",
+    "name",
+    "common_name",
+    "sans",
+    "profile_id",
+    "issuer_id",
+    "source",
+    "status",
+    "expires_at",
+    "created_at",
+    "updated_at",
+)
+_VERSION_KEYS = (
+    "id",
+    "certificate_id",
+    "serial",
+    "fingerprint_sha256",
+    "not_before",
+    "not_after",
+    "pem_chain",
+    "csr_pem",
+    "key_algorithm",
+    "key_size",
+    "source",
+    "profile_id",
+    "issuer_id",
+    "acme_account_id",
+    "acme_order_id",
+    "status",
+    "created_at",
+    "aki",
+)
+_INSERT_CERTIFICATE = FastStatement(managed_certificates.insert(), keys=_CERTIFICATE_KEYS)
+_INSERT_VERSION = FastStatement(certificate_versions.insert(), keys=_VERSION_KEYS)
+_GET_VERSION = FastStatement(
+    select(certificate_versions).where(certificate_versions.c.id == bindparam("b_id"))
+)
 
 
 def insert_certificate(
@@ -150,8 +186,8 @@ def insert_certificate(
     sans: Sequence[str],
     now: datetime,
 ) -> None:
-    conn.execute(
-        _INSERT_CERTIFICATE,
+    _INSERT_CERTIFICATE.rowcount(
+        conn,
         {
             "id": version.certificate_id,
             "name": name,
@@ -166,8 +202,8 @@ def insert_certificate(
             "updated_at": now,
         },
     )
-    conn.execute(
-        _INSERT_VERSION,
+    _INSERT_VERSION.rowcount(
+        conn,
         {
             "id": version.id,
             "certificate_id": version.certificate_id,
@@ -191,7 +227,7 @@ def insert_certificate(
     )
 
 
-def _version(row: RowMapping) -> CertificateVersion:
+def _version(row: Mapping[Any, Any]) -> CertificateVersion:
     return CertificateVersion(
         id=row["id"],
         certificate_id=row["certificate_id"],
@@ -219,8 +255,8 @@ def _version(row: RowMapping) -> CertificateVersion:
 
 
 def get_version(conn: Connection, version_id: str) -> CertificateVersion | None:
-    row = conn.execute(_GET_VERSION, {"b_id": version_id}).first()
-    return _version(row._mapping) if row else None
+    row = _GET_VERSION.first(conn, {"b_id": version_id})
+    return _version(row) if row else None
 
 
 def find_version(conn: Connection, key: str) -> CertificateVersion | None:

@@ -13,14 +13,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.domain.model import AccountStatus
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import acme_accounts, used_nonces
 
 # Built once per dialect (every POST runs this); the values come as parameters.
 # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
 _CONSUME = {
-    name: insert(used_nonces)
-    .on_conflict_do_nothing(index_elements=["nonce"])
-    .returning(used_nonces.c.nonce)
+    name: FastStatement(
+        insert(used_nonces)
+        .on_conflict_do_nothing(index_elements=["nonce"])
+        .returning(used_nonces.c.nonce),
+        keys=("nonce", "expires_at"),
+    )
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 
@@ -42,10 +46,12 @@ _ACCOUNT_MATCHES = (
     )
 )
 _CONSUME_FOR_ACCOUNT = {
-    name: insert(used_nonces)
-    .from_select(["nonce", "expires_at"], _ACCOUNT_MATCHES)
-    .on_conflict_do_nothing(index_elements=["nonce"])
-    .returning(used_nonces.c.nonce)
+    name: FastStatement(
+        insert(used_nonces)
+        .from_select(["nonce", "expires_at"], _ACCOUNT_MATCHES)
+        .on_conflict_do_nothing(index_elements=["nonce"])
+        .returning(used_nonces.c.nonce)
+    )
     for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 
@@ -70,13 +76,13 @@ def consume_for_account(
         "b_profile": profile_id,
         "b_jwk": jwk_json,
     }
-    return conn.execute(stmt, params).first() is not None
+    return stmt.first(conn, params) is not None
 
 
 def consume(conn: Connection, nonce: str, expires_at: datetime) -> bool:
     """Record the use of ``nonce``; False when it had already been used."""
     stmt = _CONSUME["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    return conn.execute(stmt, {"nonce": nonce, "expires_at": expires_at}).first() is not None
+    return stmt.first(conn, {"nonce": nonce, "expires_at": expires_at}) is not None
 
 
 def purge_expired(conn: Connection, now: datetime) -> int:

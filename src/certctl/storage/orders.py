@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
 
 from certctl.domain.model import (
     Authorization,
@@ -17,6 +18,7 @@ from certctl.domain.model import (
     OrderStatus,
 )
 from certctl.storage import _json
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     acme_accounts,
     acme_authorizations,
@@ -26,16 +28,55 @@ from certctl.storage.schema import (
 
 # Statements every issuance runs are built once (building one per call, with its cache
 # key, costs several times its execution); values and keys come as parameters.
-_INSERT_ORDER = acme_orders.insert()
-_INSERT_AUTHZ = acme_authorizations.insert()
-_INSERT_CHALLENGE = acme_challenges.insert()
-_GET_ORDER = select(acme_orders).where(acme_orders.c.id == bindparam("b_id"))
-_GET_ORDER_AUTHZS = (
+_INSERT_ORDER = FastStatement(
+    acme_orders.insert(),
+    keys=(
+        "id",
+        "account_id",
+        "profile_id",
+        "status",
+        "identifiers",
+        "not_before",
+        "not_after",
+        "expires_at",
+        "created_at",
+        "updated_at",
+        "replaces",
+    ),
+)
+_INSERT_AUTHZ = FastStatement(
+    acme_authorizations.insert(),
+    keys=(
+        "id",
+        "order_id",
+        "account_id",
+        "identifier_type",
+        "identifier_value",
+        "status",
+        "expires_at",
+        "created_at",
+        "validated_at",
+    ),
+)
+_INSERT_CHALLENGE = FastStatement(
+    acme_challenges.insert(),
+    keys=("id", "authz_id", "type", "token", "status", "validated_at", "error"),
+)
+_GET_ORDER = FastStatement(select(acme_orders).where(acme_orders.c.id == bindparam("b_id")))
+_GET_ORDER_AUTHZS = FastStatement(
     select(acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at)
     .where(acme_authorizations.c.order_id == bindparam("b_id"))
     .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
 )
-_BEGIN_PROCESSING = (
+_GET_AUTHZ = FastStatement(
+    select(acme_authorizations).where(acme_authorizations.c.id == bindparam("b_id"))
+)
+_GET_AUTHZ_CHALLENGES = FastStatement(
+    select(acme_challenges)
+    .where(acme_challenges.c.authz_id == bindparam("b_id"))
+    .order_by(acme_challenges.c.type)
+)
+_BEGIN_PROCESSING = FastStatement(
     update(acme_orders)
     .where(
         acme_orders.c.id == bindparam("b_id"),
@@ -47,7 +88,7 @@ _BEGIN_PROCESSING = (
         updated_at=bindparam("b_now"),
     )
 )
-_FINISH_PROCESSING = (
+_FINISH_PROCESSING = FastStatement(
     update(acme_orders)
     .where(
         acme_orders.c.id == bindparam("b_id"),
@@ -64,29 +105,24 @@ _FINISH_PROCESSING = (
 
 def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
     """Authorizations with their challenges (an order's, or pre-authorizations)."""
-    if authzs:
-        conn.execute(
-            _INSERT_AUTHZ,
-            [
-                {
-                    "id": a.id,
-                    "order_id": a.order_id,
-                    "account_id": a.account_id,
-                    "identifier_type": a.identifier.type,
-                    "identifier_value": a.identifier.value,
-                    "status": a.status.value,
-                    "expires_at": a.expires_at,
-                    "created_at": now,
-                    "validated_at": a.validated_at,
-                }
-                for a in authzs
-            ],
+    for a in authzs:
+        _INSERT_AUTHZ.rowcount(
+            conn,
+            {
+                "id": a.id,
+                "order_id": a.order_id,
+                "account_id": a.account_id,
+                "identifier_type": a.identifier.type,
+                "identifier_value": a.identifier.value,
+                "status": a.status.value,
+                "expires_at": a.expires_at,
+                "created_at": now,
+                "validated_at": a.validated_at,
+            },
         )
-    challenges = [c for a in authzs for c in a.challenges]
-    if challenges:
-        conn.execute(
-            _INSERT_CHALLENGE,
-            [
+        for c in a.challenges:
+            _INSERT_CHALLENGE.rowcount(
+                conn,
                 {
                     "id": c.id,
                     "authz_id": c.authz_id,
@@ -95,15 +131,13 @@ def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: dateti
                     "status": c.status.value,
                     "validated_at": c.validated_at,
                     "error": c.error,
-                }
-                for c in challenges
-            ],
-        )
+                },
+            )
 
 
 def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
-    conn.execute(
-        _INSERT_ORDER,
+    _INSERT_ORDER.rowcount(
+        conn,
         {
             "id": order.id,
             "account_id": order.account_id,
@@ -121,7 +155,7 @@ def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]
     insert_authzs(conn, authzs, order.created_at)
 
 
-def _order(row: RowMapping, authz_ids: tuple[str, ...]) -> Order:
+def _order(row: Mapping[Any, Any], authz_ids: tuple[str, ...]) -> Order:
     return Order(
         id=row["id"],
         account_id=row["account_id"],
@@ -145,12 +179,12 @@ def get_order(
     conn: Connection, order_id: str
 ) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
     """The order with its authorizations' (status, expiry), in creation order."""
-    row = conn.execute(_GET_ORDER, {"b_id": order_id}).first()
+    row = _GET_ORDER.first(conn, {"b_id": order_id})
     if row is None:
         return None
-    authz_rows = conn.execute(_GET_ORDER_AUTHZS, {"b_id": order_id}).all()
-    order = _order(row._mapping, tuple(r.id for r in authz_rows))
-    return order, [(AuthzStatus(r.status), r.expires_at) for r in authz_rows]
+    authz_rows = _GET_ORDER_AUTHZS.all(conn, {"b_id": order_id})
+    order = _order(row, tuple(r["id"] for r in authz_rows))
+    return order, [(AuthzStatus(r["status"]), r["expires_at"]) for r in authz_rows]
 
 
 def list_order_ids(
@@ -211,8 +245,8 @@ def open_orders(
 
 def begin_processing(conn: Connection, order_id: str, serial: str, now: datetime) -> bool:
     """The finalize gate (Boulder's began_processing): exactly one caller wins."""
-    result = conn.execute(_BEGIN_PROCESSING, {"b_id": order_id, "b_serial": serial, "b_now": now})
-    return result.rowcount == 1
+    params = {"b_id": order_id, "b_serial": serial, "b_now": now}
+    return _BEGIN_PROCESSING.rowcount(conn, params) == 1
 
 
 def finish_processing(
@@ -224,20 +258,17 @@ def finish_processing(
     certificate_id: str | None = None,
     error: str | None = None,
 ) -> bool:
-    result = conn.execute(
-        _FINISH_PROCESSING,
-        {
-            "b_id": order_id,
-            "b_status": new.value,
-            "b_cert": certificate_id,
-            "b_error": error,
-            "b_now": now,
-        },
-    )
-    return result.rowcount == 1
+    params = {
+        "b_id": order_id,
+        "b_status": new.value,
+        "b_cert": certificate_id,
+        "b_error": error,
+        "b_now": now,
+    }
+    return _FINISH_PROCESSING.rowcount(conn, params) == 1
 
 
-def _challenge(row: RowMapping) -> Challenge:
+def _challenge(row: Mapping[Any, Any]) -> Challenge:
     return Challenge(
         id=row["id"],
         authz_id=row["authz_id"],
@@ -250,17 +281,10 @@ def _challenge(row: RowMapping) -> Challenge:
 
 
 def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
-    row = conn.execute(
-        select(acme_authorizations).where(acme_authorizations.c.id == authz_id)
-    ).first()
-    if row is None:
+    m = _GET_AUTHZ.first(conn, {"b_id": authz_id})
+    if m is None:
         return None
-    chall_rows = conn.execute(
-        select(acme_challenges)
-        .where(acme_challenges.c.authz_id == authz_id)
-        .order_by(acme_challenges.c.type)
-    )
-    m = row._mapping
+    chall_rows = _GET_AUTHZ_CHALLENGES.all(conn, {"b_id": authz_id})
     return Authorization(
         id=m["id"],
         order_id=m["order_id"],
@@ -268,7 +292,7 @@ def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
         identifier=Identifier(m["identifier_type"], m["identifier_value"]),
         status=AuthzStatus(m["status"]),
         expires_at=m["expires_at"],
-        challenges=tuple(_challenge(c._mapping) for c in chall_rows),
+        challenges=tuple(_challenge(c) for c in chall_rows),
         validated_at=m["validated_at"],
     )
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     blocked_keys,
     certificate_revocations,
@@ -99,12 +100,15 @@ def block_key(conn: Connection, spki_sha256: str, *, serial: str, now: datetime)
     )
 
 
-_KEY_BLOCKED = select(exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")))
+_KEY_BLOCKED = FastStatement(
+    select(exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")).label("blocked"))
+)
 
 
 def key_blocked(conn: Connection, spki_sha256: str) -> bool:
     """Checked at every finalize: the statement is built once."""
-    return bool(conn.execute(_KEY_BLOCKED, {"b_spki": spki_sha256}).scalar())
+    row = _KEY_BLOCKED.first(conn, {"b_spki": spki_sha256})
+    return bool(row and row["blocked"])
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,23 @@ def test_serial_that_differs(local_ca: LocalCA) -> None:
     assert _problems(local_ca, local_ca, serial=new_serial()) == ["serial differs from the request"]
 
 
-def test_another_issuer(local_ca: LocalCA, p384_ca: LocalCA) -> None:
-    problems = _problems(local_ca, p384_ca)
-    assert "signature or issuer name does not chain to the issuer" in problems
+def test_another_issuer_of_the_same_name(local_ca: LocalCA, p384_ca: LocalCA) -> None:
+    # Both CAs call their issuer "certctl Issuing CA 1": the key identifiers tell them apart.
+    assert _problems(local_ca, p384_ca) == ["authorityKeyIdentifier does not match the issuer"]
+
+
+def test_an_issuer_of_another_key_type(local_ca: LocalCA, rsa_ca: LocalCA) -> None:
+    problems = _problems(local_ca, rsa_ca)
+    assert "signature algorithm does not fit the issuer's key" in problems
     assert "authorityKeyIdentifier does not match the issuer" in problems
+
+
+def test_a_leaf_linted_against_the_root_does_not_name_it(local_ca: LocalCA) -> None:
+    request = make_request()
+    cert = local_ca.default_issuer.issue(request).certificate
+    with pytest.raises(LintError) as caught:
+        lint_leaf(cert, request, local_ca.root, request.csr.public_key())
+    assert "issuer name is not the issuer's subject" in caught.value.problems
 
 
 def test_another_public_key(local_ca: LocalCA) -> None:
