@@ -79,9 +79,10 @@ def db(tmp_path: Path) -> Iterator[Database]:
         database.dispose()
 
 
-def within_deadline(call: Callable[[], orders.OrderView]) -> orders.OrderView:
+def within_deadline(db: Database, call: Callable[[], orders.OrderView]) -> orders.OrderView:
     """Run ``call`` on a thread; fail if it raises (a pool timeout) or has not returned by
-    CALL_DEADLINE_S (a deadlock)."""
+    CALL_DEADLINE_S (a deadlock). The thread gives its connection back when done (each
+    thread otherwise keeps its last one, and the pool holds one)."""
     result: list[orders.OrderView] = []
     errors: list[BaseException] = []
 
@@ -90,6 +91,8 @@ def within_deadline(call: Callable[[], orders.OrderView]) -> orders.OrderView:
             result.append(call())
         except BaseException as exc:  # re-raised on the test's thread below
             errors.append(exc)
+        finally:
+            db.release_idle()
 
     started = time.monotonic()
     worker = threading.Thread(target=run, daemon=True)
@@ -108,6 +111,7 @@ def test_new_order_with_a_looked_up_cap_needs_one_connection_at_a_time(db: Datab
         profile: Profile = seed_profile(conn)
         account: Account = new_account(conn)
     ratelimits.set_override(ctx, "account", account.id, "concurrent_orders", ACCOUNT_CAP, "t")
+    db.release_idle()
     limits = RateLimits(
         RateLimitSettings(concurrent_orders=5),
         MemoryGcraStore(),
@@ -121,11 +125,11 @@ def test_new_order_with_a_looked_up_cap_needs_one_connection_at_a_time(db: Datab
         return orders.new_order(ctx, profile, account, payload, limits)
 
     for i in range(ACCOUNT_CAP):
-        view = within_deadline(partial(order, f"n{i}.example"))
+        view = within_deadline(db, partial(order, f"n{i}.example"))
         assert view.order.account_id == account.id
         assert view.status is OrderStatus.READY  # trust_authenticated: ready at once
     # The account's override (2), not the setting (5), holds back the next open order.
     with pytest.raises(AcmeError) as refused:
-        within_deadline(partial(order, "over.example"))
+        within_deadline(db, partial(order, "over.example"))
     assert refused.value.type is ProblemType.RATE_LIMITED
     assert f"at most {ACCOUNT_CAP}" in refused.value.detail
