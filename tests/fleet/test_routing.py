@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from certctl.observability.logs import ACCESS_FLUSH_S
 from tests.fleet.helpers import FleetDb, Record, fleet_client, leaf_serial
 from tests.support.certs import ECDSA_P256, assert_issued, load_chain, write_pem
 from tests.support.clients import (
@@ -99,11 +100,16 @@ def test_one_flow_spans_replicas(fleet: Fleet, record_property: Record) -> None:
 
 def _acme_requests(fleet: Fleet, offsets: list[int], until: str) -> list[Request]:
     """The ACME requests logged since ``offsets``, once ``until`` (the flow's last request)
-    is among them: a replica writes its access line just after sending the response."""
+    is among them. Replicas write access lines in batches, each within ACCESS_FLUSH_S of
+    its request: the other replicas' lines of the flow may come up to that much later
+    than the last one, so the logs are read once more after it."""
     deadline = time.monotonic() + LOG_WAIT_S
     while True:
         logged = [r for r in fleet.requests_since(offsets) if step_of(r) is not None]
-        if any(r.path == until for r in logged) or time.monotonic() > deadline:
+        if any(r.path == until for r in logged):
+            time.sleep(2 * ACCESS_FLUSH_S + 0.2)
+            return [r for r in fleet.requests_since(offsets) if step_of(r) is not None]
+        if time.monotonic() > deadline:
             return logged
         time.sleep(0.05)
 

@@ -43,6 +43,10 @@ _EC_ALGS: Final[dict[str, tuple[str, hashes.HashAlgorithm]]] = {
     "ES384": ("secp384r1", hashes.SHA384()),
     "ES512": ("secp521r1", hashes.SHA512()),
 }
+# The verifier's algorithm object per alg, built once (a verification is per request).
+_ECDSA: Final = {alg: ec.ECDSA(digest) for alg, (_, digest) in _EC_ALGS.items()}
+_SHA256: Final = hashes.SHA256()
+_PKCS1V15: Final = padding.PKCS1v15()
 # Fixed signature sizes in octets: ECDSA raw r||s (RFC 7518 §3.4), Ed25519 (RFC 8032 §5.1.6).
 _FIXED_SIG_LEN: Final = {"ES256": 64, "ES384": 96, "ES512": 132, "EdDSA": 64}
 
@@ -228,9 +232,9 @@ def _signature_valid(alg: str, key: AccountPublicKey, data: bytes, signature: by
             # RFC 8017 §8.2.2 step 1: the signature is exactly as long as the modulus.
             if len(signature) != (key.key_size + 7) // 8:
                 return False
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, data, _PKCS1V15, _SHA256)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(_raw_to_der(key, signature), data, ec.ECDSA(_EC_ALGS[alg][1]))
+            key.verify(_raw_to_der(key, signature), data, _ECDSA[alg])
         else:
             key.verify(signature, data)
     except (InvalidSignature, ValueError, KeyError):
