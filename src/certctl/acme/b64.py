@@ -18,9 +18,12 @@ from certctl.domain.errors import AcmeError, ProblemType
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
     """Base64url-encode ``data`` without trailing ``=`` (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:

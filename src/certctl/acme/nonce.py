@@ -44,6 +44,8 @@ class NonceCodec:
         if ttl <= timedelta(0):
             raise ValueError("nonce ttl must be positive")
         self._key = bytes(key)
+        # Keyed once; each MAC copies it (the key schedule is most of an HMAC this short).
+        self._keyed = hmac.new(self._key, digestmod="sha256")
         self._ttl = ttl
         self._clock = clock
         self._pool = b""
@@ -86,7 +88,9 @@ class NonceCodec:
         return expiry
 
     def _mac(self, signed: bytes) -> bytes:
-        return hmac.digest(self._key, signed, "sha256")[:_MAC_LEN]
+        mac = self._keyed.copy()
+        mac.update(signed)
+        return mac.digest()[:_MAC_LEN]
 
 
 def _aware(moment: datetime) -> datetime:

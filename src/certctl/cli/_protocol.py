@@ -82,6 +82,7 @@ KEEP_ALIVE_S = 30.0  # point 8: above the idle expiry of common HTTP client pool
 HEAD_MAX_BYTES = 64 * 1024
 CHUNK_FRAMING_MAX_BYTES = 64 * 1024
 PARSE_SLICE_BYTES = 16 * 1024
+_CLOCK_STEP_S = 0.001
 
 log = logging.getLogger("certctl.http")
 
@@ -153,7 +154,11 @@ class _HeadWithBody:
 
 
 class DrainingHttpToolsProtocol(HttpToolsProtocol):
-    _head_timer: asyncio.TimerHandle | None = None
+    # Deadlines (see "deadlines" below): one timer per connection serves them all.
+    _watch: asyncio.TimerHandle | None = None
+    _head_deadline: float | None = None
+    _post_deadline: float | None = None
+    _idle_deadline: float | None = None
     # Between the end of one message and the end of the next head (idle included).
     _in_head = True
     _heads_done = 0
@@ -172,7 +177,6 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     # A POST taken by the quick path (point 7): its body so far and its deadline.
     _post: QuickPost | None = None
     _post_body: list[bytes]
-    _post_timer: asyncio.TimerHandle | None = None
     _post_keep_alive = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -218,10 +222,29 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse(400, f"chunk framing over {CHUNK_FRAMING_MAX_BYTES} bytes")
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, but for the ASGI scope, which is built only for a request that goes
+        # the ordinary way (_scope_for_asgi): a quick answer needs none.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._unset_keepalive_if_required()  # point 8: no longer idle
+        self._idle_deadline = None
         self._head_bytes = self._head_fields = 0
         self._arm_head_timer()
+
+    def _scope_for_asgi(self) -> None:
+        """The scope uvicorn's on_message_begin builds, for its on_headers_complete."""
+        self.scope = {  # type: ignore[typeddict-item]  # completed by on_headers_complete
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
 
     def on_url(self, url: bytes) -> None:
         self._count_head(len(url))
@@ -241,6 +264,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             raise _RefusedError(problem)
         if self._quick is not None and (self._answer_quickly() or self._take_post()):
             return
+        self._scope_for_asgi()
         super().on_headers_complete()
         cycle: RequestResponseCycle | None = self.cycle
         if cycle is None or cycle.response_complete:
@@ -294,7 +318,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self._send_and_close(self._refusal_status, self._refusal or msg)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
+        self._stop_watch()
         self._drop_post()
         super().connection_lost(exc)
 
@@ -371,7 +395,8 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self._post = post
         self._post_body = []
         self._post_keep_alive = self._keep_alive()
-        self._post_timer = self.loop.call_later(post.body_timeout, self._post_timed_out)
+        self._post_deadline = self.loop.time() + post.body_timeout
+        self._watch_until(self._post_deadline)
         return True
 
     def _answer_post(self) -> None:
@@ -390,7 +415,6 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     def _post_timed_out(self) -> None:
         """The body did not arrive in time: the taker's answer, then a close (point 5)."""
-        self._post_timer = None
         post = self._post
         if post is None:
             return
@@ -401,9 +425,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     def _drop_post(self) -> None:
         self._post = None
         self._post_body = []
-        if self._post_timer is not None:
-            self._post_timer.cancel()
-            self._post_timer = None
+        self._post_deadline = None
 
     def _nothing_in_flight(self) -> bool:
         """No earlier answer is still to come and writes are not backed up: an answer
@@ -455,9 +477,8 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         else:
             self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            self._watch_until(self._idle_deadline)
 
     # -- framing -------------------------------------------------------------------
 
@@ -534,18 +555,52 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     def _peer(self) -> str | None:
         return self.client[0] if self.client else None
 
-    # -- head timer ----------------------------------------------------------------
+    # -- deadlines -----------------------------------------------------------------
+    # The head's (point 1), a quick POST body's (point 7) and the idle one after a quick
+    # answer (point 8) share one timer per connection, armed for the earliest; when it
+    # fires it acts on what has passed and is armed again for what has not. A request
+    # then moves deadlines, which are numbers, instead of arming and cancelling two or
+    # three timers (measured: 4 µs of a 100 µs directory GET).
 
     def _arm_head_timer(self) -> None:
-        self._disarm_head_timer()
-        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+        self._head_deadline = self.loop.time() + HEAD_TIMEOUT_S
+        self._watch_until(self._head_deadline)
 
     def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None
+
+    def _watch_until(self, deadline: float) -> None:
+        watch = self._watch
+        if watch is not None:
+            if watch.when() <= deadline:
+                return  # it fires first, then arms itself for this deadline
+            watch.cancel()
+        self._watch = self.loop.call_at(deadline, self._on_watch)
+
+    def _on_watch(self) -> None:
+        self._watch = None
+        # The event loop's clock has millisecond steps: a timer may fire a hair early.
+        now = self.loop.time() + _CLOCK_STEP_S
+        if self._head_deadline is not None and now >= self._head_deadline:
+            self._head_deadline = None
+            self._head_timed_out()
+        if self._post_deadline is not None and now >= self._post_deadline:
+            self._post_deadline = None
+            self._post_timed_out()
+        if self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            self.timeout_keep_alive_handler()
+        if self.transport.is_closing():
+            return
+        pending = [d for d in (self._head_deadline, self._post_deadline, self._idle_deadline) if d]
+        if pending:
+            self._watch_until(min(pending))
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self.cycle is None or self.cycle.response_complete:
             self.transport.abort()

@@ -24,6 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from certctl.fastpath import QuickAnswer, QuickPost, QuickRequest
 
 ACCESS_LOGGER = "certctl.access"
+# What every access line says between its time and its method, as json.dumps spells it.
+_ACCESS_FIXED = f'","level":"info","logger":"{ACCESS_LOGGER}","msg":"request","method":'
+_json_str = json.encoder.encode_basestring_ascii  # json.dumps of a str (ensure_ascii)
 ACCESS_FLUSH_S = 0.25
 ACCESS_BATCH_LINES = 256
 _ACCESS = logging.getLogger(ACCESS_LOGGER)
@@ -82,19 +85,32 @@ class JsonLinesHandler(logging.StreamHandler[TextIO]):
         except Exception:
             self.handleError(record)
 
-    def access(self, fields: dict[str, Any]) -> None:
-        """An access line without a LogRecord: the same JSON ``format`` would write."""
+    def access(
+        self, method: str, path: str, status: int, ms: float, client: str | None
+    ) -> None:
+        """An access line without a LogRecord: the JSON ``format`` would write for the
+        record ``_log`` makes, spelled out (a dict and ``json.dumps`` per request cost a
+        tenth of a directory GET; ``test_logs`` holds the two to the same bytes)."""
         formatter = self.formatter
         if not isinstance(formatter, JsonFormatter):
             raise TypeError("JsonLinesHandler needs a JsonFormatter")
-        doc: dict[str, Any] = {
-            "ts": formatter.stamp(time.time()),
-            "level": "info",
-            "logger": ACCESS_LOGGER,
-            "msg": "request",
-        }
-        doc.update(fields)
-        line = json.dumps(doc, separators=(",", ":")) + "\n"
+        line = "".join(
+            (
+                '{"ts":"',
+                formatter.stamp(time.time()),
+                _ACCESS_FIXED,
+                _json_str(method),
+                ',"path":',
+                _json_str(path),
+                ',"status":',
+                str(status),
+                ',"ms":',
+                repr(ms),
+                ',"client":',
+                "null" if client is None else _json_str(client),
+                "}\n",
+            )
+        )
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             if not self._batch:
                 self._batch_since = time.monotonic()
@@ -210,17 +226,13 @@ def _log(
 ) -> None:
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
-    fields = {
-        "method": method,
-        "path": path,
-        "status": status,
-        "ms": round((perf_counter() - started) * 1000, 2),
-        "client": client[0] if client else None,
-    }
+    ms = round((perf_counter() - started) * 1000, 2)
+    address = client[0] if client else None
     handler = _only_handler()
     if handler is not None:
-        handler.access(fields)
+        handler.access(method, path, status, ms, address)
     else:  # another handler is listening (a test's, an embedder's): an ordinary record
+        fields = {"method": method, "path": path, "status": status, "ms": ms, "client": address}
         _ACCESS.info("request", extra={"fields": fields})
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from time import perf_counter
+from typing import Any, NamedTuple
 
 from starlette.datastructures import URL
 
@@ -43,6 +44,20 @@ from certctl.wfe.urls import AcmeUrls
 
 # Host values come from clients: the caches keyed by them are bounded.
 _MAX_CACHED = 256
+# Where a plan's head takes the nonce: no header value can contain it (they are ASCII).
+_NONCE_MARK = "\x00nonce\x00"
+_UNPLANNED: Any = object()
+
+
+class _Plan(NamedTuple):
+    """A directory or newNonce answer for one request line and Host, the nonce aside."""
+
+    op: str
+    profile_id: str
+    profile: Profile  # as cached when the plan was made: another object means changed
+    status: int
+    head: tuple[bytes, bytes]  # the head before and after the nonce's value
+    body: bytes
 
 
 class QuickAcme:
@@ -50,34 +65,62 @@ class QuickAcme:
         self.state = state
         self._bases: dict[tuple[str, bytes | None, object], str] = {}
         self._directories: dict[tuple[str, str], tuple[Profile, bytes]] = {}
+        self._plans: dict[tuple[str, str, str, bytes | None, object], _Plan | None] = {}
 
     def answer_now(self, request: QuickRequest) -> QuickAnswer | None:
         started = perf_counter()
         state = self.state
+        key = (request.method, request.path, request.scheme, request.host, request.server)
+        plan = self._plans.get(key, _UNPLANNED)
+        if plan is _UNPLANNED:
+            plan = self._plan(request, key)
+        elif plan is not None:
+            profile = state.ra.cached_acme_profile(plan.profile_id)
+            if profile is None:
+                return None  # not cached (or disabled): the dispatcher reads it
+            if plan.profile is not profile:
+                plan = self._plan(request, key)
+        if plan is None:
+            return None
+        before, after = plan.head
+        head = b"%s%s%s" % (before, state.ra.new_nonce().encode("ascii"), after)
+        state.metrics.observe(plan.op, perf_counter() - started, failed=False)
+        return QuickAnswer(plan.status, head, plan.body)
+
+    def _plan(
+        self, request: QuickRequest, key: tuple[str, str, str, bytes | None, object]
+    ) -> _Plan | None:
+        """What answer_now sends for ``request``'s line and Host, kept until the profile
+        object changes (the RA replaces it whenever it reloads it, about once a second).
+        None for what the dispatcher answers (kept too: the route table does not change)."""
+        state = self.state
         prefix, profile_id, route, _ = resolve(request.path, state.settings.default_profile_id)
-        if route is None or route.op not in INLINE or request.method not in route.methods:
-            return None
-        profile = state.ra.cached_acme_profile(profile_id) if profile_id else None
-        if profile is None:
-            return None
-        base = self._base(request)
-        directory_url = f"{base}{prefix}/directory"
-        headers = [
-            ("replay-nonce", state.ra.new_nonce()),
-            ("link", f'<{directory_url}>;rel="index"'),
-        ]
-        if route.op == "directory":
-            body = self._directory(base, prefix, profile)
-            headers += [
-                ("cache-control", h.DIRECTORY_CACHE_CONTROL),
-                ("content-type", "application/json"),
-            ]
-            answer = render(200, headers, body)
-        else:
-            headers.append(("cache-control", "no-store"))
-            answer = render(h.nonce_status(request.method), headers, b"")
-        state.metrics.observe(route.op, perf_counter() - started, failed=False)
-        return answer
+        plan = None
+        if route is not None and route.op in INLINE and request.method in route.methods:
+            profile = state.ra.cached_acme_profile(profile_id) if profile_id else None
+            if profile is None:
+                return None  # not kept: the profile may be cached by the next request
+            base = self._base(request)
+            headers = [("link", f'<{base}{prefix}/directory>;rel="index"')]
+            if route.op == "directory":
+                body = self._directory(base, prefix, profile)
+                headers += [
+                    ("cache-control", h.DIRECTORY_CACHE_CONTROL),
+                    ("content-type", "application/json"),
+                ]
+                status = 200
+            else:
+                body = b""
+                headers.append(("cache-control", "no-store"))
+                status = h.nonce_status(request.method)
+            # The nonce comes first, as handlers.directory and handlers.new_nonce send it.
+            rendered = render(status, [("replay-nonce", _NONCE_MARK), *headers], body)
+            before, _, after = rendered.head.partition(_NONCE_MARK.encode("ascii"))
+            plan = _Plan(route.op, profile_id, profile, status, (before, after), body)
+        if len(self._plans) >= _MAX_CACHED:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def accept_post(self, request: QuickRequest) -> QuickPost | None:
         """A POST of ``INLINE_POSTS`` whose answer can come from here, else None (the

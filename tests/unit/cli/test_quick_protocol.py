@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 import pytest
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from certctl.cli import _protocol
 from certctl.cli._protocol import DrainingHttpToolsProtocol
 from certctl.fastpath import QuickAnswer, QuickRequest, render, render_raw
 from tests.unit.cli.test_protocol import _Transport
@@ -370,3 +372,83 @@ def test_an_answer_that_fails_aborts_the_connection() -> None:
     written, closed, _ = asyncio.run(_feed(app, [_post("/p", b"a")]))
     assert written == b""
     assert closed
+
+
+async def _connection(
+    app: _App, keep_alive_s: float
+) -> tuple[DrainingHttpToolsProtocol, _Transport]:
+    config = Config(app=_Wrapper(app), ws="none", lifespan="off", log_config=None)
+    config.load()
+    config.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]  # below 1 s
+    protocol = DrainingHttpToolsProtocol(
+        config, ServerState(), {}, _loop=asyncio.get_running_loop()
+    )
+    transport = _Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_an_idle_connection_after_a_quick_answer_closes_at_the_keep_alive_deadline() -> None:
+    async def run() -> tuple[bool, bool]:
+        protocol, transport = await _connection(_App(), 0.2)
+        protocol.data_received(_get("/q"))
+        await asyncio.sleep(0.1)
+        open_before = not transport.closed
+        await asyncio.sleep(0.25)
+        return open_before, transport.closed
+
+    assert asyncio.run(run()) == (True, True)
+
+
+def test_a_head_that_stops_halfway_is_cut_off_at_its_own_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_protocol, "HEAD_TIMEOUT_S", 0.1)
+
+    async def run() -> tuple[bool, bool]:
+        protocol, transport = await _connection(_App(), 5.0)
+        protocol.data_received(_get("/q"))  # answered; idle until the keep-alive deadline
+        protocol.data_received(b"GET /q HTTP/1.1\r\nHost: x")  # never finished
+        await asyncio.sleep(0.05)
+        open_before = not transport.closed
+        await asyncio.sleep(0.15)
+        return open_before, transport.closed
+
+    assert asyncio.run(run()) == (True, True)
+
+
+class _CountingLoop:
+    """The event loop, counting the timers armed through it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.armed = 0
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        self.armed += 1
+        return self._loop.call_at(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        self.armed += 1
+        return self._loop.call_later(delay, callback)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loop, name)
+
+
+def test_requests_move_deadlines_without_arming_a_timer_each() -> None:
+    async def run() -> int:
+        protocol, transport = await _connection(_App(), 30.0)  # as served: above the head's
+        loop = _CountingLoop(protocol.loop)
+        protocol.loop = loop  # type: ignore[assignment]
+        for _ in range(50):
+            protocol.data_received(_get("/q"))
+            await asyncio.sleep(0)
+        assert not transport.closed
+        protocol.connection_lost(None)
+        assert protocol._watch is None
+        return loop.armed
+
+    # The connection's first timer (its head deadline, armed when it opened) fires before
+    # every later deadline, and arms itself again for them when it does.
+    assert asyncio.run(run()) == 0

@@ -101,3 +101,33 @@ def test_other_listeners_get_ordinary_records(
     with caplog.at_level(logging.INFO, logger="certctl.access"):
         _access("/seen")
     assert [getattr(r, "fields", {}).get("path") for r in caplog.records] == ["/seen"]
+
+
+@pytest.mark.parametrize(
+    ("path", "client"),
+    [
+        ("/acme/new-order", ("192.0.2.7", 1)),
+        ('/p/"quoted"\\back\u00e9\u2603\x01', None),
+        ("/\ud83d\udd12", ("2001:db8::1", 2)),
+    ],
+)
+def test_an_access_line_is_what_the_formatter_writes_for_its_record(
+    stream: _Stream, path: str, client: tuple[str, int] | None
+) -> None:
+    logs._log("POST", path, 201, perf_counter(), client)
+    logging.getLogger("certctl.test").warning("flush")  # writes the batch first
+    line = stream.getvalue().splitlines()[0]
+    fields = json.loads(line)
+    record = logging.getLogger(logs.ACCESS_LOGGER).makeRecord(
+        logs.ACCESS_LOGGER,
+        logging.INFO,
+        "x",
+        0,
+        "request",
+        (),
+        None,
+        extra={"fields": {k: fields[k] for k in ("method", "path", "status", "ms", "client")}},
+    )
+    expected = logs.JsonFormatter().format(record)
+    assert json.loads(expected) | {"ts": fields["ts"]} == fields
+    assert line == expected.replace(json.loads(expected)["ts"], fields["ts"], 1)
