@@ -85,9 +85,7 @@ class JsonLinesHandler(logging.StreamHandler[TextIO]):
         except Exception:
             self.handleError(record)
 
-    def access(
-        self, method: str, path: str, status: int, ms: float, client: str | None
-    ) -> None:
+    def access(self, method: str, path: str, status: int, ms: float, client: str | None) -> None:
         """An access line without a LogRecord: the JSON ``format`` would write for the
         record ``_log`` makes, spelled out (a dict and ``json.dumps`` per request cost a
         tenth of a directory GET; ``test_logs`` holds the two to the same bytes)."""
