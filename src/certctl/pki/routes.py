@@ -57,6 +57,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 _SERIAL = re.compile(r"[0-9A-Fa-f:]{1,64}")
 # Base64 of the largest request we parse, padding included.
 _MAX_GET_CHARS = 4 * (MAX_OCSP_REQUEST_BYTES // 3 + 1)
+_MAX_HEADS = 64
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 OCSP_GET_PREFIX = OCSP_PATH.removesuffix("{issuer_id}")
@@ -109,6 +110,8 @@ class OcspFastPath:
 
     def __init__(self, state: PkiState) -> None:
         self.state = state
+        # The head of an answer depends only on its max-age and length: kept rendered.
+        self._heads: dict[tuple[int, int], bytes] = {}
 
     def answer(self, scope: Scope) -> Response | None:
         if scope["method"] not in ("GET", "HEAD"):
@@ -127,8 +130,19 @@ class OcspFastPath:
             return None
         scope: Scope = {"client": request.client}
         refused = _refused(self.state, scope)
-        response = refused if refused is not None else _ocsp(self.state, answer)
-        return render_raw(response.status_code, response.raw_headers, bytes(response.body))
+        if refused is not None:
+            return render_raw(refused.status_code, refused.raw_headers, bytes(refused.body))
+        key = (answer.max_age, len(answer.der))
+        head = self._heads.get(key)
+        if head is None:
+            response = _ocsp(self.state, answer)
+            head = render_raw(response.status_code, response.raw_headers, b"").head
+            if len(self._heads) >= _MAX_HEADS:
+                self._heads.clear()
+            self._heads[key] = head
+        else:
+            _count_ocsp(self.state, answer.status)
+        return QuickAnswer(200, head, answer.der)
 
     def _cached(self, path: str) -> OcspAnswer | None:
         issuer_id, sep, request = path[len(OCSP_GET_PREFIX) :].partition("/")
@@ -214,8 +228,12 @@ async def ocsp_get(state: PkiState, request: Request) -> Response:
     return _ocsp(state, answer)
 
 
+def _count_ocsp(state: PkiState, status: str) -> None:
+    state.metrics.pki_ocsp_requests.labels(status).inc()
+
+
 def _ocsp(state: PkiState, answer: OcspAnswer) -> Response:
-    state.metrics.pki_ocsp_requests.labels(answer.status).inc()
+    _count_ocsp(state, answer.status)
     if answer.max_age > 0:
         # RFC 5019 §6.2: let HTTP caches absorb load, never beyond the answer's nextUpdate.
         cache = f"public, max-age={answer.max_age}, no-transform, must-revalidate"

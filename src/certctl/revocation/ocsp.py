@@ -8,6 +8,7 @@ rather than answered in part, so a client never mistakes a partial answer for a 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -166,11 +167,11 @@ def query_for_serial(
         raise ValueError(f"CertID hash {hash_algorithm} is not supported")
     if serial <= 0:
         raise ValueError("serial numbers are positive")
-    algorithm = _CERT_ID_HASHES[hash_algorithm]()
+    name_hash, key_hash = _issuer_hashes(issuer_cert, hash_algorithm)
     return OCSPQuery(
         serial=serial,
-        issuer_name_hash=_digest(algorithm, issuer_cert.subject.public_bytes()),
-        issuer_key_hash=_digest(algorithm, subject_public_key_bits(issuer_cert)),
+        issuer_name_hash=name_hash,
+        issuer_key_hash=key_hash,
         hash_algorithm=hash_algorithm,
         nonce=None,
     )
@@ -178,10 +179,19 @@ def query_for_serial(
 
 def issued_by(query: OCSPQuery, issuer_cert: x509.Certificate) -> bool:
     """Does the query's CertID name ``issuer_cert`` (RFC 6960 §4.1.1 issuerNameHash/KeyHash)?"""
-    algorithm = _CERT_ID_HASHES[query.hash_algorithm]()
-    name_hash = _digest(algorithm, issuer_cert.subject.public_bytes())
-    key_hash = _digest(algorithm, subject_public_key_bits(issuer_cert))
+    name_hash, key_hash = _issuer_hashes(issuer_cert, query.hash_algorithm)
     return name_hash == query.issuer_name_hash and key_hash == query.issuer_key_hash
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_hashes(issuer_cert: x509.Certificate, hash_algorithm: str) -> tuple[bytes, bytes]:
+    """(issuerNameHash, issuerKeyHash) of a CA (RFC 6960 §4.1.1), the same for every query:
+    kept per certificate (equal by DER) instead of serialised and hashed each time."""
+    algorithm = _CERT_ID_HASHES[hash_algorithm]()
+    return (
+        _digest(algorithm, issuer_cert.subject.public_bytes()),
+        _digest(algorithm, subject_public_key_bits(issuer_cert)),
+    )
 
 
 def build_response(
