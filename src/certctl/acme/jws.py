@@ -262,6 +262,9 @@ class _JSONRejectedError(Exception):
 # A JSON string literal (RFC 8259 §7), so brackets inside strings are not counted.
 _JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKET: Final = re.compile(r"[\[\]{}]")
+# A lone surrogate can only come from a \uD800-\uDFFF escape: UTF-8 text has none (decode
+# refused it), so the walk over every string runs only when the text holds such an escape.
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -283,7 +286,8 @@ def _loads_strict(data: bytes, what: str) -> object:
             parse_float=_bounded_float,
             parse_constant=_reject_constant,
         )
-        _check_strings(value)
+        if _SURROGATE_ESCAPE.search(text) is not None:
+            _check_strings(value)
     except _JSONRejectedError as exc:
         raise _malformed(f"{what}: {exc}") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included

@@ -7,8 +7,7 @@ compare serials everywhere as lower-case hex without leading zeros.
 
 from __future__ import annotations
 
-import secrets
-
+from certctl.domain import entropy
 from certctl.domain.errors import malformed
 
 SERIAL_BITS = 159
@@ -18,7 +17,7 @@ MAX_SERIAL_OCTETS = 20
 def new_serial() -> int:
     """A fresh serial: 20 random bytes from the CSPRNG, top bit cleared, never zero."""
     while True:
-        value = int.from_bytes(secrets.token_bytes(20), "big") >> 1
+        value = int.from_bytes(entropy.token_bytes(20), "big") >> 1
         if value:
             return value
 

@@ -200,22 +200,47 @@ def authenticate_kid(
     The account returned is the one whose key and status were just confirmed; its other
     fields (contacts) may be as cached. Whoever shows them reads the row afresh.
     """
+    known = verified_kid(ctx, cache, profile, account_id, verify)
+    return spend_for_kid(ctx, cache, profile, known, nonce, nonce_expires_at, verify)
+
+
+def verified_kid(
+    ctx: RAContext,
+    cache: AccountCache,
+    profile: Profile,
+    account_id: str,
+    verify: Callable[[Account], None],
+) -> Account:
+    """The kid's account (cached, else read) whose key verified the signature; nothing is
+    spent and, with the account cached, nothing is read. A cached key that fails is
+    dropped and the stored one tried."""
     cached = cache.get(account_id)
     if cached is not None:
         known = _usable_for_kid(cached, profile)
-    else:
-        known = account_for_kid(ctx, profile, account_id)
-    for _ in range(3):
         try:
             verify(known)
         except AcmeError:
-            if cached is None:
-                raise
-            # The cached key may be stale (rolled over elsewhere): check the stored one.
-            cache.drop(account_id)
-            cached = None
-            known = account_for_kid(ctx, profile, account_id)
-            continue
+            cache.drop(account_id)  # it may be stale (rolled over elsewhere)
+        else:
+            return known
+    known = account_for_kid(ctx, profile, account_id)
+    verify(known)
+    return known
+
+
+def spend_for_kid(
+    ctx: RAContext,
+    cache: AccountCache,
+    profile: Profile,
+    known: Account,
+    nonce: str,
+    nonce_expires_at: datetime,
+    verify: Callable[[Account], None],
+) -> Account:
+    """Spend the nonce of a request ``known``'s key verified, confirming in the same
+    statement (or transaction) that the stored account still has that key and is usable;
+    see authenticate_kid."""
+    for _ in range(3):
         with ctx.db.statement() as conn:
             spent = nonces.consume_for_account(
                 conn,
@@ -229,7 +254,7 @@ def authenticate_kid(
             cache.put(known)
             return known
         with ctx.db.write() as conn:
-            current = store.get(conn, account_id)
+            current = store.get(conn, known.id)
             confirmed = current is not None and current.jwk_json == known.jwk_json
             if confirmed:
                 # Raising here rolls back: a refused account spends no nonce.
@@ -238,9 +263,9 @@ def authenticate_kid(
         if confirmed and current is not None:
             cache.put(current)
             return current
-        cache.drop(account_id)
-        cached = None
+        cache.drop(known.id)
         known = _usable_for_kid(current, profile)
+        verify(known)  # the stored key, changed since: the signature must fit it
     raise unauthorized("the account key changed while the request was checked; retry")
 
 

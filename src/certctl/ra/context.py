@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from certctl.config import AcmeServerSettings
+from certctl.domain import entropy
 from certctl.storage.db import Database
 
 Clock = Callable[[], datetime]
@@ -15,12 +15,12 @@ Clock = Callable[[], datetime]
 
 def new_id(prefix: str) -> str:
     """128 random bits (RFC 8555 §8.1 asks that for tokens; we do it for every id)."""
-    return prefix + secrets.token_urlsafe(16)
+    return prefix + entropy.token_urlsafe(16)
 
 
 def new_token() -> str:
     """RFC 8555 §8.1: at least 128 bits of entropy, base64url; we use 256."""
-    return secrets.token_urlsafe(32)
+    return entropy.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, order_view
 from certctl.ra.pki import crl_url, ocsp_url
+from certctl.ra.replay import PendingSpend, read_spending, write_spending
 from certctl.storage import accounts as account_store
 from certctl.storage import audit_log, inventory, revocations
 from certctl.storage import orders as order_store
@@ -93,7 +94,9 @@ def finalize(
     account: Account,
     order_id: str,
     payload: dict[str, Any],
+    spend: PendingSpend | None = None,
 ) -> OrderView:
+    """``spend``: the request's nonce, spent with the processing claim (ra.replay)."""
     # Every check reads from one transaction; CAA lookups (network) come after it.
     with ctx.db.read() as conn:
         view = order_view(ctx, conn, account, order_id)
@@ -110,7 +113,7 @@ def finalize(
         check_caa_at_finalize(ctx, validator, profile, account, authzs)
     serial = new_serial()
     now = ctx.clock()
-    with ctx.db.write() as conn:
+    with write_spending(ctx, spend) as conn:
         if not order_store.begin_processing(conn, order_id, canonical_serial(serial), now):
             raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         audit_log.record(
@@ -283,9 +286,11 @@ def _aki_hex(cert: x509.Certificate) -> str:
     return aki.key_identifier.hex() if aki.key_identifier else ""
 
 
-def certificate_chain(ctx: RAContext, account: Account, cert_id: str) -> str:
+def certificate_chain(
+    ctx: RAContext, account: Account, cert_id: str, spend: PendingSpend | None = None
+) -> str:
     """RFC 8555 §7.4.2: the PEM chain, to the account that ordered it only."""
-    with ctx.db.read() as conn:
+    with read_spending(ctx, spend) as conn:
         version = inventory.get_version(conn, cert_id)
     if version is None or version.acme_account_id != account.id:
         raise not_found("no such certificate")

@@ -29,6 +29,7 @@ from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.ra.ratelimits import RateLimits
+from certctl.ra.replay import PendingSpend, read_spending
 from certctl.storage import audit_log
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
@@ -249,8 +250,11 @@ def _challenge_types(ident: Identifier) -> tuple[str, ...]:
     return ("http-01", "dns-01", "tls-alpn-01")
 
 
-def get_order(ctx: RAContext, account: Account, order_id: str) -> OrderView:
-    with ctx.db.read() as conn:
+def get_order(
+    ctx: RAContext, account: Account, order_id: str, spend: PendingSpend | None = None
+) -> OrderView:
+    """``spend``: the request's nonce, spent with the read where that saves a commit."""
+    with read_spending(ctx, spend) as conn:
         return order_view(ctx, conn, account, order_id)
 
 

@@ -5,10 +5,22 @@ records it in the shared store, so a nonce is accepted once across workers, repl
 restarts. A kid-signed request spends its nonce in the statement (or, on its slow path,
 the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid); a
 jwk-signed one on its own.
+
+A request whose operation has no effect before its first write transaction (finalize,
+and the reads of an order or a certificate) may instead carry its nonce as a
+``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then that
+transaction, ``read_spending``): one commit fewer, and the account is confirmed in the
+transaction that acts for it. Whoever defers settles afterwards: if the operation failed
+before spending, or only read, the nonce is spent on its own then, before any answer
+leaves, and an operation whose spend found the nonce used or the account changed
+(``NonceRaceError``) is rolled back and redone after the ordinary spend.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -29,3 +41,58 @@ def use_nonce(ctx: RAContext, nonce: str, expires_at: datetime) -> None:
     """``spend_nonce`` on its own: one statement, atomic by itself."""
     with ctx.db.statement() as conn:
         spend_nonce(conn, nonce, expires_at)
+
+
+class NonceRaceError(Exception):
+    """A deferred nonce could not be spent with its operation: it was spent elsewhere, or
+    the account's key or status changed. The operation's transaction rolls back."""
+
+
+@dataclass
+class PendingSpend:
+    """A kid request's nonce: authentic, its signature verified with the key of account
+    ``account_id`` as cached (``jwk_json``), not yet spent."""
+
+    nonce: str
+    expires_at: datetime
+    account_id: str
+    profile_id: str
+    jwk_json: str
+    spent: bool = False
+
+    def consume(self, conn: Connection) -> None:
+        """Spend it in the caller's transaction if the account still has that key, is
+        valid and of that profile; else NonceRaceError (which rolls the caller back)."""
+        if not nonces.consume_for_account(
+            conn,
+            self.nonce,
+            self.expires_at,
+            account_id=self.account_id,
+            profile_id=self.profile_id,
+            jwk_json=self.jwk_json,
+        ):
+            raise NonceRaceError
+
+
+@contextmanager
+def write_spending(ctx: RAContext, spend: PendingSpend | None) -> Iterator[Connection]:
+    """``ctx.db.write()`` that first spends ``spend``, unless it is spent already; it
+    counts as spent once the transaction commits."""
+    with ctx.db.write() as conn:
+        if spend is not None and not spend.spent:
+            spend.consume(conn)
+        yield conn
+    if spend is not None:
+        spend.spent = True
+
+
+@contextmanager
+def read_spending(ctx: RAContext, spend: PendingSpend | None) -> Iterator[Connection]:
+    """A read that, on SQLite, also spends ``spend`` (one transaction instead of two). On
+    PostgreSQL a read is single statements in autocommit and the spend is settled after."""
+    if spend is None or spend.spent or not ctx.db.is_sqlite:
+        with ctx.db.read() as conn:
+            yield conn
+        return
+    with write_spending(ctx, spend) as conn:
+        yield conn

@@ -131,6 +131,25 @@ class RegistrationAuthority:
             self.ctx, self._accounts, profile, account_id, nonce, nonce_expires_at, verify
         )
 
+    def verified_kid(
+        self, profile: Profile, account_id: str, verify: Callable[[Account], None]
+    ) -> Account:
+        """The kid's account whose key verified the request; nothing spent (ra.replay)."""
+        return accounts.verified_kid(self.ctx, self._accounts, profile, account_id, verify)
+
+    def spend_for_kid(
+        self,
+        profile: Profile,
+        account: Account,
+        nonce: str,
+        nonce_expires_at: datetime,
+        verify: Callable[[Account], None],
+    ) -> Account:
+        """Spend the nonce of a request ``account``'s key verified, confirming the account."""
+        return accounts.spend_for_kid(
+            self.ctx, self._accounts, profile, account, nonce, nonce_expires_at, verify
+        )
+
     def update_account(self, account: Account, payload: dict[str, Any]) -> Account:
         return accounts.update_account(self.ctx, account, payload)
 
@@ -138,8 +157,10 @@ class RegistrationAuthority:
     def new_order(self, profile: Profile, account: Account, payload: dict[str, Any]) -> OrderView:
         return orders.new_order(self.ctx, profile, account, payload, self.limits)
 
-    def order(self, account: Account, order_id: str) -> OrderView:
-        return orders.get_order(self.ctx, account, order_id)
+    def order(
+        self, account: Account, order_id: str, spend: replay.PendingSpend | None = None
+    ) -> OrderView:
+        return orders.get_order(self.ctx, account, order_id, spend)
 
     def list_orders(self, account: Account, cursor: str | None) -> tuple[list[str], str | None]:
         return orders.list_orders(self.ctx, account, cursor)
@@ -158,10 +179,15 @@ class RegistrationAuthority:
         return challenges.recover_stale(self.ctx, self.validator) if self.validator else 0
 
     def finalize(
-        self, profile: Profile, account: Account, order_id: str, payload: dict[str, Any]
+        self,
+        profile: Profile,
+        account: Account,
+        order_id: str,
+        payload: dict[str, Any],
+        spend: replay.PendingSpend | None = None,
     ) -> OrderView:
         return finalize.finalize(
-            self.ctx, self.ca, self.validator, profile, account, order_id, payload
+            self.ctx, self.ca, self.validator, profile, account, order_id, payload, spend
         )
 
     def update_authz(
@@ -195,5 +221,7 @@ class RegistrationAuthority:
     def key_blocked(self, jwk: PublicJWK) -> bool:
         return revocation.key_is_blocked(self.ctx, spki_sha256(jwk.key))
 
-    def certificate_chain(self, account: Account, cert_id: str) -> str:
-        return finalize.certificate_chain(self.ctx, account, cert_id)
+    def certificate_chain(
+        self, account: Account, cert_id: str, spend: replay.PendingSpend | None = None
+    ) -> str:
+        return finalize.certificate_chain(self.ctx, account, cert_id, spend)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from certctl.domain import entropy
 from certctl.storage import _json
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import audit_events
@@ -33,7 +33,7 @@ def record(
     _INSERT.rowcount(
         conn,
         {
-            "id": "evt-" + secrets.token_hex(16),
+            "id": "evt-" + entropy.token_hex(16),
             "at": at,
             "actor": actor,
             "action": action,

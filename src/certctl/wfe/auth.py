@@ -5,21 +5,29 @@ parse (flattened JSON, strict base64url, alg allow-list, exactly one of jwk/kid,
 key: the embedded jwk only where the endpoint takes one, otherwise the stored key of the
 kid's account, which must be valid and belong to this profile -> signature -> the nonce is
 spent (single use, in the shared store, so it holds across workers, replicas and restarts).
+
+``deferred`` authenticates a kid request whose operation spends the nonce itself, in its
+first transaction (certctl.ra.replay): the signature is checked here as always, the
+spend is carried along, and ``Authenticated.settle`` finishes what the operation did not.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import Enum
 from threading import Lock
+from typing import TypeVar
 
 from certctl.acme.jwk import PublicJWK
 from certctl.acme.jws import ParsedJWS, parse_jws, verify_jws
-from certctl.domain.errors import malformed, unauthorized
+from certctl.domain.errors import AcmeError, malformed, unauthorized
 from certctl.domain.model import Account, Profile
 from certctl.ra import RegistrationAuthority
+from certctl.ra.replay import NonceRaceError, PendingSpend
 from certctl.wfe.urls import AcmeUrls
 
 
@@ -34,6 +42,17 @@ class Authenticated:
     jws: ParsedJWS
     key: PublicJWK
     account: Account | None
+    # A deferred kid request's nonce (ra.replay), and how to spend it the ordinary way.
+    spend: PendingSpend | None = None
+    spend_now: Callable[[], Account] | None = None
+
+    def settle(self) -> Authenticated:
+        """Spend the nonce now unless the operation did; raises what the ordinary spend
+        would (badNonce, unauthorized). Returns this request as settled."""
+        if self.spend is None or self.spend.spent or self.spend_now is None:
+            return self
+        self.spend.spent = True
+        return replace(self, account=self.spend_now())
 
 
 class _KeyCache:
@@ -59,6 +78,7 @@ class _KeyCache:
 
 
 _keys = _KeyCache()
+log = logging.getLogger(__name__)
 
 
 def authenticate(
@@ -92,6 +112,58 @@ def authenticate(
         profile, urls.account_id_from_kid(jws.kid), jws.nonce, nonce_expiry, verify
     )
     return Authenticated(jws, _keys.get(account.jwk_json), account)
+
+
+T = TypeVar("T")
+
+
+def deferred(
+    ra: RegistrationAuthority,
+    profile: Profile,
+    urls: AcmeUrls,
+    request_url: str,
+    body: bytes,
+    operation: Callable[[Authenticated], T],
+) -> tuple[Authenticated, T]:
+    """Authenticate a kid request and run ``operation``, which spends the nonce in its
+    first transaction (ra.replay); the nonce is spent before anything is returned."""
+    jws = parse_jws(body)
+    if jws.url != request_url:
+        raise unauthorized("JWS header url does not match the request URL")
+    assert jws.nonce is not None  # parse_jws requires it
+    nonce, nonce_expiry = jws.nonce, ra.check_nonce(jws.nonce)
+    if jws.kid is None:
+        raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
+
+    def verify(stored: Account) -> None:
+        verify_jws(jws, _keys.get(stored.jwk_json))  # the stored key, never one from the request
+
+    account = ra.verified_kid(profile, urls.account_id_from_kid(jws.kid), verify)
+    auth = Authenticated(
+        jws,
+        _keys.get(account.jwk_json),
+        account,
+        PendingSpend(nonce, nonce_expiry, account.id, profile.id, account.jwk_json),
+        lambda: ra.spend_for_kid(profile, account, nonce, nonce_expiry, verify),
+    )
+    try:
+        result = operation(auth)
+    except NonceRaceError:
+        # Used elsewhere, or the account changed: nothing was committed. The ordinary
+        # spend says which (and raises), or succeeds, and the operation runs again.
+        auth = auth.settle()
+        return auth, operation(auth)
+    except Exception:
+        try:
+            auth.settle()
+        except AcmeError as refused:
+            raise refused from None  # a replayed or unauthorized request says so first
+        except Exception:
+            # The store failed twice (the operation, then this): the operation's error is
+            # the one to answer; it committed nothing, so the nonce guards nothing yet.
+            log.warning("nonce not spent after a failed operation", exc_info=True)
+        raise
+    return auth.settle(), result
 
 
 def require_post_as_get(auth: Authenticated) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 
@@ -16,13 +16,20 @@ from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
 from certctl.domain.model import Profile
 from certctl.observability.metrics import Metrics
-from certctl.ra import RegistrationAuthority
+from certctl.ra import OrderView, RegistrationAuthority
 from certctl.wfe import views
-from certctl.wfe.auth import Authenticated, KeyKind, authenticate, require_post_as_get
+from certctl.wfe.auth import (
+    Authenticated,
+    KeyKind,
+    authenticate,
+    deferred,
+    require_post_as_get,
+)
 from certctl.wfe.render import common_headers, json_response
 from certctl.wfe.urls import AcmeUrls
 
 PEM_CHAIN = "application/pem-certificate-chain"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class Call:
 
     def auth(self, kind: KeyKind = KeyKind.KID) -> Authenticated:
         return authenticate(self.ra, self.profile, self.urls, self.request_url, self.body, kind)
+
+    def deferred(self, operation: Callable[[Authenticated], T]) -> tuple[Authenticated, T]:
+        """A kid request whose operation spends the nonce in its own first transaction."""
+        return deferred(self.ra, self.profile, self.urls, self.request_url, self.body, operation)
 
     def respond(self, doc: Any, **kwargs: Any) -> Response:
         return json_response(
@@ -157,10 +168,12 @@ def new_order(call: Call) -> Response:
 
 
 def order(call: Call) -> Response:
-    auth = call.auth()
-    require_post_as_get(auth)
-    assert auth.account is not None
-    view = call.ra.order(auth.account, call.params["order_id"])
+    def read(auth: Authenticated) -> OrderView:
+        require_post_as_get(auth)
+        assert auth.account is not None
+        return call.ra.order(auth.account, call.params["order_id"], auth.spend)
+
+    _, view = call.deferred(read)
     return call.respond(
         views.order(call.urls, view),
         location=call.urls.order(view.order.id),
@@ -169,13 +182,19 @@ def order(call: Call) -> Response:
 
 
 def finalize(call: Call) -> Response:
-    auth = call.auth()
-    assert auth.account is not None
-    if auth.jws.is_post_as_get:
-        raise malformed("finalize needs a payload with a csr")
-    view = call.ra.finalize(
-        call.profile, auth.account, call.params["order_id"], auth.jws.payload_json()
-    )
+    def run(auth: Authenticated) -> OrderView:
+        assert auth.account is not None
+        if auth.jws.is_post_as_get:
+            raise malformed("finalize needs a payload with a csr")
+        return call.ra.finalize(
+            call.profile,
+            auth.account,
+            call.params["order_id"],
+            auth.jws.payload_json(),
+            auth.spend,
+        )
+
+    _, view = call.deferred(run)
     call.metrics.event("certificates_issued")
     return call.respond(
         views.order(call.urls, view),
@@ -216,10 +235,12 @@ def challenge(call: Call) -> Response:
 
 
 def certificate(call: Call) -> Response:
-    auth = call.auth()
-    require_post_as_get(auth)
-    assert auth.account is not None
-    chain = call.ra.certificate_chain(auth.account, call.params["cert_id"])
+    def read(auth: Authenticated) -> str:
+        require_post_as_get(auth)
+        assert auth.account is not None
+        return call.ra.certificate_chain(auth.account, call.params["cert_id"], auth.spend)
+
+    _, chain = call.deferred(read)
     headers = common_headers(call.ra.new_nonce(), call.urls.directory())
     return Response(chain.encode(), headers=headers, media_type=PEM_CHAIN)
 

@@ -1,0 +1,172 @@
+"""Nonces spent by the operation itself (certctl.ra.replay) hold the same line as any other.
+
+finalize and the POST-as-GET reads of an order and a certificate carry their nonce into
+their first transaction (on PostgreSQL a read spends it just after). Whatever the path, a
+nonce is accepted once: a replay is badNonce even where the operation itself would have
+failed, concurrent uses succeed exactly once, a failed operation still spends its nonce,
+and an account deactivated or rolled over after the server cached it is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.wire import (
+    JOSE,
+    Account,
+    Key,
+    Wire,
+    assert_problem,
+    b64,
+    csr_der,
+    flattened,
+    payload_bytes,
+)
+
+CONCURRENCY = 12
+
+
+def _jws(wire: Wire, account: Account, url: str, payload: dict[str, Any] | None) -> dict[str, str]:
+    header = wire.header(account.key, url, kid=account.url)
+    return flattened(account.key, header, payload_bytes(payload))
+
+
+def _send(wire: Wire, url: str, jws: dict[str, str]) -> httpx.Response:
+    return wire.post(url, jws)
+
+
+@pytest.fixture
+def issued(wire: Wire) -> tuple[Account, str, dict[str, Any]]:
+    account = wire.new_account()
+    order_url, order, _ = wire.issue(account, "deferred.example.com")
+    return account, order_url, order
+
+
+Target = Callable[[Wire, Account, str, dict[str, Any]], tuple[str, dict[str, Any] | None]]
+TARGETS: dict[str, Target] = {
+    "order": lambda w, a, url, o: (url, None),
+    "certificate": lambda w, a, url, o: (o["certificate"], None),
+}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_a_replayed_read_is_bad_nonce(
+    wire: Wire, issued: tuple[Account, str, dict[str, Any]], target: str
+) -> None:
+    account, order_url, order = issued
+    url, payload = TARGETS[target](wire, account, order_url, order)
+    jws = _jws(wire, account, url, payload)
+    assert _send(wire, url, jws).status_code == 200
+    assert_problem(_send(wire, url, jws), 400, "badNonce", wire.directory_url)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_concurrent_uses_of_one_nonce_read_exactly_once(
+    wire: Wire, issued: tuple[Account, str, dict[str, Any]], target: str
+) -> None:
+    account, order_url, order = issued
+    url, payload = TARGETS[target](wire, account, order_url, order)
+    jws = _jws(wire, account, url, payload)
+    barrier = threading.Barrier(CONCURRENCY)
+    results: list[int] = []
+    lock = threading.Lock()
+    clients = [wire.new_http() for _ in range(CONCURRENCY)]
+
+    def use(http: httpx.Client) -> None:
+        barrier.wait(timeout=30)
+        response = http.post(url, json=jws, headers={"Content-Type": JOSE})
+        with lock:
+            results.append(response.status_code)
+
+    try:
+        for http in clients:
+            assert http.head(wire["newNonce"]).status_code == 200
+        threads = [threading.Thread(target=use, args=(http,)) for http in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for http in clients:
+            http.close()
+    assert Counter(results) == {200: 1, 400: CONCURRENCY - 1}, results
+
+
+def test_a_finalize_that_fails_still_spends_its_nonce_and_a_replay_says_so(
+    wire: Wire, issued: tuple[Account, str, dict[str, Any]]
+) -> None:
+    account, _, order = issued
+    url = order["finalize"]
+    payload = {"csr": b64(csr_der(Key.ec256(), ["deferred.example.com"]))}
+    jws = _jws(wire, account, url, payload)
+    # The order is valid already: orderNotReady, and the nonce is gone all the same.
+    assert_problem(_send(wire, url, jws), 403, "orderNotReady", wire.directory_url)
+    assert_problem(_send(wire, url, jws), 400, "badNonce", wire.directory_url)
+
+
+def test_concurrent_finalizes_with_one_nonce_issue_once(wire: Wire) -> None:
+    account = wire.new_account()
+    _, order = wire.ready_order(account, "deferred-race.example.com")
+    url = order["finalize"]
+    payload = {"csr": b64(csr_der(Key.ec256(), ["deferred-race.example.com"]))}
+    jws = _jws(wire, account, url, payload)
+    barrier = threading.Barrier(CONCURRENCY)
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+    clients = [wire.new_http() for _ in range(CONCURRENCY)]
+
+    def use(http: httpx.Client) -> None:
+        barrier.wait(timeout=30)
+        response = http.post(url, json=jws, headers={"Content-Type": JOSE})
+        with lock:
+            results.append(response)
+
+    try:
+        for http in clients:
+            assert http.head(wire["newNonce"]).status_code == 200
+        threads = [threading.Thread(target=use, args=(http,)) for http in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for http in clients:
+            http.close()
+    outcomes = Counter(r.status_code for r in results)
+    assert outcomes == {200: 1, 400: CONCURRENCY - 1}, outcomes
+    for response in results:
+        if response.status_code == 400:
+            assert_problem(response, 400, "badNonce", wire.directory_url)
+
+
+def test_an_account_deactivated_after_it_was_cached_is_refused(wire: Wire) -> None:
+    account = wire.new_account()
+    order_url, order, _ = wire.issue(account, "deactivated.example.com")  # cached now
+    deactivated = wire.as_account(account, account.url, {"status": "deactivated"})
+    assert deactivated.status_code == 200, deactivated.text
+    for url in (order_url, order["certificate"], order["finalize"]):
+        payload = {"csr": "AA"} if url.endswith("/finalize") else None
+        response = _send(wire, url, _jws(wire, account, url, payload))
+        assert_problem(response, 403, "unauthorized", wire.directory_url)
+
+
+def test_a_request_signed_with_a_rolled_over_key_is_refused(wire: Wire) -> None:
+    account = wire.new_account()
+    order_url, _, _ = wire.issue(account, "rolled.example.com")  # the old key is cached
+    new_key = Key.ec256()
+    inner_header = {"alg": new_key.alg, "jwk": new_key.jwk, "url": wire["keyChange"]}
+    inner = flattened(
+        new_key, inner_header, payload_bytes({"account": account.url, "oldKey": account.key.jwk})
+    )
+    rolled = wire.as_account(account, wire["keyChange"], inner)
+    assert rolled.status_code == 200, rolled.text
+    old = _send(wire, order_url, _jws(wire, account, order_url, None))
+    assert old.status_code in (401, 403), old.text
+    renewed = Account(new_key, account.url)
+    assert _send(wire, order_url, _jws(wire, renewed, order_url, None)).status_code == 200
