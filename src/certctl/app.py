@@ -157,7 +157,7 @@ class FrontDoor:
 
     def __init__(self, acme: AcmeApp | None, ocsp: OcspFastPath, rest: ASGIApp) -> None:
         self.acme = acme
-        self.quick_acme = QuickAcme(acme.state) if acme is not None else None
+        self.quick_acme = QuickAcme(acme.state, acme.executor) if acme is not None else None
         self.ocsp = ocsp
         self.rest = rest
 

@@ -11,9 +11,10 @@ ordinary route would send, bar the Date header and the nonce.
 
 POSTs with a declared length are offered to ``accept_post`` once their head is parsed.
 An application that takes one returns a ``QuickPost``: the protocol gathers the body
-(within ``body_timeout``) and writes what ``answer`` returns. The application takes only
-what it can answer without waiting on anything but local work, since ``answer`` runs on
-the event loop.
+(within ``body_timeout``) and writes what ``answer`` returns. ``answer`` runs on the event
+loop when the post has no ``executor`` (the application takes those only when their
+answer waits on nothing but local work), else on that executor, while later requests of
+the connection wait their turn.
 
 This module is the seam only; it imports nothing of certctl's.
 """
@@ -21,6 +22,7 @@ This module is the seam only; it imports nothing of certctl's.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple, Protocol
@@ -49,6 +51,11 @@ class QuickAnswer(NamedTuple):
 
 class QuickPost(Protocol):
     """A POST the application took at head time."""
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where ``answer`` runs: None for the event loop."""
+        ...
 
     @property
     def body_timeout(self) -> float:

@@ -1,11 +1,11 @@
 """POSTs answered from the protocol's quick path are the dispatcher's answers, over TLS.
 
-On SQLite with rate limits in memory, the POSTs of an issuance (routes.INLINE_POSTS)
-with a declared Content-Length are answered from the HTTP protocol on the event loop
-(certctl.wfe.quick); the same request with a chunked body goes through ASGI and the
-dispatcher's handler threads. Each request below is sent both ways, each time signed
-afresh with a nonce of its own, and the answers must agree on status, header fields and
-body, bar the Date field and the nonce's value.
+A POST with a declared Content-Length is taken by the HTTP protocol (certctl.wfe.quick):
+on SQLite with rate limits in memory the POSTs of an issuance (routes.INLINE_POSTS) are
+answered on the event loop, on PostgreSQL every POST on the handler threads; the same
+request with a chunked body goes through ASGI and the dispatcher. Each request below is
+sent both ways, each time signed afresh with a nonce of its own, and the answers must
+agree on status, header fields and body, bar the Date field and the nonce's value.
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ from tests.integration.wire import (
 from tests.support.server import ServedCertctl
 
 VARYING = {"date", "replay-nonce"}
-
-
-@pytest.fixture(scope="module")
-def database_url() -> None:
-    """The quick POST path is SQLite's (PostgreSQL round trips stay off the event loop)."""
-    return None
 
 
 def _send(served: ServedCertctl, url: str, body: bytes, *, chunked: bool) -> RawResponse:

@@ -405,6 +405,9 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         body = b"".join(self._post_body)
         keep_alive = self._post_keep_alive
         self._drop_post()
+        if post.executor is not None:
+            self._answer_post_later(post, body, keep_alive)
+            return
         try:
             answer = post.answer(body)
         except Exception:  # answer() handles its own errors: this is a bug of ours
@@ -412,6 +415,49 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             self.transport.abort()
             return
         self._write_quick(answer, send_body=True, keep_alive=keep_alive)
+
+    def _answer_post_later(self, post: QuickPost, body: bytes, keep_alive: bool) -> None:
+        """Run ``post.answer`` on its executor. Meanwhile a cycle of uvicorn's stands for
+        this request as the one in flight, so a later request of the connection is queued
+        behind it (uvicorn's pipeline) and shutdown waits for it; it completes when the
+        answer is written, and uvicorn then starts the next request or the idle timer."""
+        assert post.executor is not None
+        cycle = RequestResponseCycle(
+            scope={"type": "http", "method": "POST"},  # type: ignore[typeddict-item]
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=False,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=keep_alive,
+            on_response=self.on_response_complete,
+        )
+        cycle.more_body = False
+        self.cycle = cycle
+        future = self.loop.run_in_executor(post.executor, post.answer, body)
+        future.add_done_callback(lambda done: self._post_answered(cycle, done))
+
+    def _post_answered(
+        self, cycle: RequestResponseCycle, done: asyncio.Future[QuickAnswer]
+    ) -> None:
+        cycle.response_complete = True
+        if cycle.disconnected or self.transport.is_closing():
+            return  # the client left: nobody reads the answer
+        try:
+            answer = done.result()
+        except Exception:  # answer() handles its own errors: this is a bug of ours
+            log.exception("quick POST failed")
+            self.transport.abort()
+            return
+        # shutdown() may have turned keep-alive off meanwhile.
+        self._write_answer(answer, send_body=True, keep_alive=cycle.keep_alive)
+        if not cycle.keep_alive:
+            self.transport.close()
+        else:
+            cycle.on_response()  # the next pipelined request, or uvicorn's idle timer
 
     def _post_timed_out(self) -> None:
         """The body did not arrive in time: the taker's answer, then a close (point 5)."""
@@ -463,6 +509,16 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def _write_quick(self, answer: QuickAnswer, *, send_body: bool, keep_alive: bool) -> None:
+        self._write_answer(answer, send_body=send_body, keep_alive=keep_alive)
+        self.server_state.total_requests += 1
+        if not keep_alive:
+            self.transport.close()
+        else:
+            self._unset_keepalive_if_required()
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            self._watch_until(self._idle_deadline)
+
+    def _write_answer(self, answer: QuickAnswer, *, send_body: bool, keep_alive: bool) -> None:
         out = [answer.head]
         for name, value in self.server_state.default_headers:
             out += (name, b": ", value, b"\r\n")
@@ -472,13 +528,6 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         if send_body:
             out.append(answer.body)
         self.transport.write(b"".join(out))
-        self.server_state.total_requests += 1
-        if not keep_alive:
-            self.transport.close()
-        else:
-            self._unset_keepalive_if_required()
-            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
-            self._watch_until(self._idle_deadline)
 
     # -- framing -------------------------------------------------------------------
 

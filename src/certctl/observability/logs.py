@@ -16,6 +16,7 @@ import logging
 import sys
 import threading
 import time
+from concurrent.futures import Executor
 from time import perf_counter
 from typing import Any, TextIO
 
@@ -206,6 +207,10 @@ class _LoggedPost:
     @property
     def body_timeout(self) -> float:
         return self._post.body_timeout
+
+    @property
+    def executor(self) -> Executor | None:
+        return self._post.executor
 
     def answer(self, body: bytes) -> QuickAnswer:
         return self._logged(self._post.answer(body))

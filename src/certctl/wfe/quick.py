@@ -8,17 +8,18 @@ path, another method, a profile not cached) is left to the dispatcher, which sta
 reference: the answer here is what ``handlers.directory`` and ``handlers.new_nonce``
 send, with a fresh nonce each time (RFC 8555 §7.2).
 
-The POSTs of an issuance (``routes.INLINE_POSTS``) are taken here too when the
-dispatcher's state allows them on the event loop (``WfeState.inline_posts``: SQLite, rate
-limits in memory): the same handler runs through ``routes.answer_inline``, without the
-ASGI cycle and the hop to a handler thread and back (measured: together about a fifth of
-the server's CPU per issued certificate).
+POSTs are taken here too, and the same handler runs through ``routes.answer_inline``
+without the ASGI cycle: on the event loop for the POSTs of an issuance
+(``routes.INLINE_POSTS``) when the dispatcher's state allows it (``WfeState.inline_posts``:
+SQLite, rate limits in memory), on the handler threads otherwise (measured: the ASGI cycle
+and the thread hop were together about a fifth of the server's CPU per certificate).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import Executor
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -61,8 +62,9 @@ class _Plan(NamedTuple):
 
 
 class QuickAcme:
-    def __init__(self, state: WfeState) -> None:
+    def __init__(self, state: WfeState, executor: Executor | None = None) -> None:
         self.state = state
+        self.executor = executor  # the handler threads, for POSTs not answered inline
         self._bases: dict[tuple[str, bytes | None, object], str] = {}
         self._directories: dict[tuple[str, str], tuple[Profile, bytes]] = {}
         self._plans: dict[tuple[str, str, str, bytes | None, object], _Plan | None] = {}
@@ -123,24 +125,34 @@ class QuickAcme:
         return plan
 
     def accept_post(self, request: QuickRequest) -> QuickPost | None:
-        """A POST of ``INLINE_POSTS`` whose answer can come from here, else None (the
-        dispatcher's: anything it would refuse before the handler runs goes there)."""
+        """A POST whose answer can come from here, else None (the dispatcher's: anything
+        it would refuse before the handler runs goes there). ``INLINE_POSTS`` are answered
+        on the event loop where the state allows it; the rest on the handler threads."""
         started = perf_counter()
         state = self.state
-        if not state.inline_posts or request.method != "POST":
+        if request.method != "POST":
             return None
         prefix, profile_id, route, params = resolve(request.path, state.settings.default_profile_id)
-        if route is None or route.op not in INLINE_POSTS or "POST" not in route.methods:
+        if route is None or "POST" not in route.methods or not profile_id:
             return None
         if request.content_length > state.settings.max_body_bytes:
             return None
         content_type = request.content_type
         if content_type is None or not is_jose(content_type.decode("latin-1")):
             return None
-        profile = state.ra.cached_acme_profile(profile_id) if profile_id else None
-        if profile is None or (route.op == "finalize_order" and profile.caa_check):
-            return None  # CAA at finalize asks DNS: a handler thread's work
         if not request.query.isascii():
+            return None
+        profile = state.ra.cached_acme_profile(profile_id)
+        executor = self.executor
+        # CAA at finalize asks DNS, and an uncached profile is read: threads' work.
+        if (
+            state.inline_posts
+            and route.op in INLINE_POSTS
+            and profile is not None
+            and not (route.op == "finalize_order" and profile.caa_check)
+        ):
+            executor = None
+        elif executor is None:
             return None
         base = self._base(request)
         # As Starlette's URL of the scope spells it (what the dispatcher compares).
@@ -164,6 +176,7 @@ class QuickAcme:
             ),
             profile,
             started,
+            executor,
         )
 
     def _base(self, request: QuickRequest) -> str:
@@ -205,12 +218,19 @@ class QuickAcme:
 class QuickPost:
     """A POST taken at head time (``certctl.fastpath.QuickPost``)."""
 
-    __slots__ = ("_profile", "_request", "_route", "_started", "_state")
+    __slots__ = ("_profile", "_request", "_route", "_started", "_state", "executor")
     body_timeout = BODY_TIMEOUT_S
 
     def __init__(
-        self, state: WfeState, route: Route, request: Request, profile: Profile, started: float
+        self,
+        state: WfeState,
+        route: Route,
+        request: Request,
+        profile: Profile | None,
+        started: float,
+        executor: Executor | None,
     ) -> None:
+        self.executor = executor
         self._state = state
         self._route = route
         self._request = request

@@ -237,6 +237,11 @@ class AcmeApp:
         state.metrics.observe(route.op, perf_counter() - started, failed=failed)
         return response
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The handler threads (the protocol's quick path runs POSTs there too)."""
+        return self._threads
+
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
@@ -273,10 +278,10 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def answer_inline(
-    state: WfeState, route: Route, request: Request, profile: Profile, started: float
+    state: WfeState, route: Route, request: Request, profile: Profile | None, started: float
 ) -> Response:
     """A POST's whole answer on the calling thread: the quick path's twin of
-    ``AcmeApp.respond`` once the route, profile and body are known."""
+    ``AcmeApp.respond`` once the route and body are known (the profile too, if cached)."""
     try:
         response, failed = run(state, route.methods["POST"], request, profile), False
     except AcmeError as err:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import pytest
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -29,8 +31,10 @@ class _Post:
         self.app = app
         self.request = request
         self.body_timeout = app.body_timeout
+        self.executor = app.executor
 
     def answer(self, body: bytes) -> QuickAnswer:
+        time.sleep(self.app.delay)
         if self.app.fail:
             raise RuntimeError("boom")
         self.app.seen.append(f"posted {self.request.path} {body!r}")
@@ -46,10 +50,18 @@ class _App:
     """An ASGI app (answers ``slow <path>``) with an ``answer_now`` for paths under /q and
     an ``accept_post`` for POSTs under /p."""
 
-    def __init__(self, *, fail: bool = False, body_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        fail: bool = False,
+        body_timeout: float = 5.0,
+        executor: Executor | None = None,
+    ) -> None:
         self.seen: list[str] = []
         self.fail = fail
         self.body_timeout = body_timeout
+        self.executor = executor  # None: answered on the event loop
+        self.delay = 0.0
         self.offered: list[QuickRequest] = []
 
     def accept_post(self, request: QuickRequest) -> _Post | None:
@@ -452,3 +464,64 @@ def test_requests_move_deadlines_without_arming_a_timer_each() -> None:
     # The connection's first timer (its head deadline, armed when it opened) fires before
     # every later deadline, and arms itself again for them when it does.
     assert asyncio.run(run()) == 0
+
+
+def _threaded(delay: float = 0.2) -> tuple[_App, ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(2)
+    app = _App(executor=executor)
+    app.delay = delay
+    return app, executor
+
+
+def test_a_post_answered_on_a_thread_keeps_later_requests_behind_it() -> None:
+    app, executor = _threaded()
+    data = _post("/p/1", b"a") + _get("/q/2") + _post("/p/3", b"bc")
+
+    async def run() -> tuple[bytes, bool]:
+        _, _, protocol = await _feed(app, [data])
+        await asyncio.sleep(0.6)
+        transport = protocol.transport
+        return bytes(transport.written), transport.closed  # type: ignore[attr-defined]
+
+    try:
+        written, closed = asyncio.run(run())
+    finally:
+        executor.shutdown()
+    bodies = re.findall(rb"(?:posted|quick|slow) /[a-z0-9/]+(?: [a-c]+)?", written)
+    # The later ones waited in uvicorn's pipeline and went the ordinary way, in order.
+    assert bodies == [b"posted /p/1 a", b"slow /q/2", b"slow /p/3"], written
+    assert not closed
+
+
+def test_a_shutdown_while_a_thread_answers_closes_after_the_answer() -> None:
+    app, executor = _threaded()
+
+    async def run() -> tuple[bytes, bool]:
+        _, _, protocol = await _feed(app, [_post("/p", b"x")])
+        protocol.shutdown()  # the answer is still being computed
+        await asyncio.sleep(0.4)
+        transport = protocol.transport
+        return bytes(transport.written), transport.closed  # type: ignore[attr-defined]
+
+    try:
+        written, closed = asyncio.run(run())
+    finally:
+        executor.shutdown()
+    assert b"\r\nconnection: close\r\n" in written  # shutdown turned keep-alive off
+    assert written.endswith(b"posted /p x")
+    assert closed
+
+
+def test_a_client_gone_while_a_thread_answers_is_not_written_to() -> None:
+    app, executor = _threaded()
+
+    async def run() -> bytes:
+        _, _, protocol = await _feed(app, [_post("/p", b"x")])
+        protocol.connection_lost(None)
+        await asyncio.sleep(0.4)
+        return bytes(protocol.transport.written)  # type: ignore[attr-defined]
+
+    try:
+        assert asyncio.run(run()) == b""
+    finally:
+        executor.shutdown()

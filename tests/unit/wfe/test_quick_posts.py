@@ -4,6 +4,7 @@ dispatcher's state allows POSTs there."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pytest
@@ -108,3 +109,34 @@ def test_finalize_with_caa_checks_stays_on_the_threads() -> None:
     caa = replace(PROFILE, caa_check=True)
     assert _quick(profile=caa).accept_post(_request("/acme/order/o1/finalize")) is None
     assert _quick(profile=caa).accept_post(_request("/acme/new-order")) is not None
+
+
+def _threaded(*, inline: bool, profile: Profile | None = PROFILE) -> QuickAcme:
+    settings = load_settings({})
+    state = WfeState(_Ra(profile), settings.acme, None, inline_posts=inline)  # type: ignore[arg-type]
+    return QuickAcme(state, ThreadPoolExecutor(1))
+
+
+@pytest.mark.parametrize("op", sorted(name for _, name, m in ROUTES if "POST" in m))
+def test_with_handler_threads_every_post_is_taken_and_only_the_inline_kind_runs_inline(
+    op: str,
+) -> None:
+    quick = _threaded(inline=True)
+    post = quick.accept_post(_request(_path(op)))
+    assert post is not None
+    assert (post.executor is None) == (op in INLINE_POSTS)
+
+
+def test_on_postgresql_every_post_runs_on_the_handler_threads() -> None:
+    quick = _threaded(inline=False)
+    post = quick.accept_post(_request("/acme/new-order"))
+    assert post is not None and post.executor is quick.executor
+
+
+def test_an_uncached_profile_is_read_on_a_handler_thread() -> None:
+    quick = _threaded(inline=True, profile=None)
+    post = quick.accept_post(_request("/acme/new-order"))
+    assert post is not None and post.executor is not None
+    # What the dispatcher refuses before any handler still goes to it.
+    assert quick.accept_post(_request("/acme/new-order", content_type=None)) is None
+    assert quick.accept_post(_request("/acme/directory")) is None
