@@ -34,7 +34,6 @@ from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, order_view
 from certctl.ra.pki import crl_url, ocsp_url
 from certctl.ra.replay import PendingSpend, read_spending, write_spending
-from certctl.storage import accounts as account_store
 from certctl.storage import audit_log, inventory, revocations
 from certctl.storage import orders as order_store
 
@@ -134,11 +133,11 @@ def _check_csr(
 ) -> None:
     key = csr.public_key()
     check_subscriber_key(profile, key)
-    spki = spki_sha256(key)
-    if revocations.key_blocked(conn, spki):
+    blocked, account_key = revocations.key_refusals(conn, spki_sha256(key))
+    if blocked:
         # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
         raise _bad_csr("csr key is blocked: it was reported compromised")
-    if account_store.key_in_use(conn, spki):
+    if account_key:
         # RFC 8555 §11.1: the certificate key must not be an account key.
         raise _bad_csr("csr key is an ACME account key; use a separate key")
     wanted = identifier_set(view.order.identifiers)
@@ -255,23 +254,26 @@ def _record(
             conn, view.order.id, new=OrderStatus.VALID, now=now, certificate_id=version.id
         ):  # pragma: no cover - the CAS above makes this unreachable
             raise AcmeError(ProblemType.SERVER_INTERNAL, "order changed while issuing")
-        audit_log.record(
+        audit_log.record_many(
             conn,
-            at=now,
-            actor=actor,
-            action="certificate_created",
-            object_type="certificate",
-            object_id=version.certificate_id,
-            details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
-        )
-        audit_log.record(
-            conn,
-            at=now,
-            actor=actor,
-            action="acme_order_finalized",
-            object_type="acme_order",
-            object_id=view.order.id,
-            details={"certificate_id": version.id, "serial": version.serial},
+            [
+                audit_log.event(
+                    at=now,
+                    actor=actor,
+                    action="certificate_created",
+                    object_type="certificate",
+                    object_id=version.certificate_id,
+                    details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
+                ),
+                audit_log.event(
+                    at=now,
+                    actor=actor,
+                    action="acme_order_finalized",
+                    object_type="acme_order",
+                    object_id=view.order.id,
+                    details={"certificate_id": version.id, "serial": version.serial},
+                ),
+            ],
         )
     done = replace(view.order, stored_status=OrderStatus.VALID, certificate_id=version.id)
     return OrderView(done, OrderStatus.VALID, view.replaces)

@@ -120,6 +120,25 @@ class FastStatement:
             conn._handle_dbapi_exception(exc, plan.sql, arguments, cursor, None)
         return cursor
 
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run it once per parameter set, in one driver call (psycopg pipelines them: one
+        round trip for all)."""
+        plan = self._plan(conn)
+        try:
+            arguments = [plan.arguments(params) for params in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatementError(f"({type(exc).__name__}) {exc}", plan.sql, None, exc) from exc
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        listeners = conn.dispatch.before_cursor_execute
+        if listeners:
+            for listener in listeners:
+                listener(conn, cursor, plan.sql, arguments, None, True)
+        try:
+            cursor.executemany(plan.sql, arguments)
+        except Exception as exc:
+            conn._handle_dbapi_exception(exc, plan.sql, arguments, cursor, None)
+        cursor.close()
+
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it; the number of rows it changed."""
         cursor = self._execute(conn, self._plan(conn), params)

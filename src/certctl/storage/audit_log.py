@@ -32,16 +32,41 @@ def record(
 ) -> None:
     _INSERT.rowcount(
         conn,
-        {
-            "id": "evt-" + entropy.token_hex(16),
-            "at": at,
-            "actor": actor,
-            "action": action,
-            "object_type": object_type,
-            "object_id": object_id,
-            "details": _json.dumps(details or {}),
-        },
+        event(
+            at=at,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            details=details,
+        ),
     )
+
+
+def record_many(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
+    """Several rows from ``event`` in one driver call (one round trip on PostgreSQL)."""
+    _INSERT.execute_many(conn, events)
+
+
+def event(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One audit row's values, for ``record_many``."""
+    return {
+        "id": "evt-" + entropy.token_hex(16),
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": _json.dumps(details or {}),
+    }
 
 
 def list_for(conn: Connection, object_type: str, object_id: str) -> Sequence[dict[str, Any]]:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
+    acme_accounts,
     blocked_keys,
     certificate_revocations,
     certificate_versions,
@@ -103,6 +104,22 @@ def block_key(conn: Connection, spki_sha256: str, *, serial: str, now: datetime)
 _KEY_BLOCKED = FastStatement(
     select(exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")).label("blocked"))
 )
+
+
+# Both refusals of a certificate key at finalize, in one round trip.
+_KEY_REFUSALS = FastStatement(
+    select(
+        exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")).label("blocked"),
+        exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")).label("account_key"),
+    )
+)
+
+
+def key_refusals(conn: Connection, spki_sha256: str) -> tuple[bool, bool]:
+    """(blocked for keyCompromise, an ACME account's key) for a key's SPKI digest."""
+    row = _KEY_REFUSALS.first(conn, {"b_spki": spki_sha256})
+    assert row is not None  # a SELECT of two EXISTS always has its row
+    return bool(row["blocked"]), bool(row["account_key"])
 
 
 def key_blocked(conn: Connection, spki_sha256: str) -> bool:
