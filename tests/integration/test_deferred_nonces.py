@@ -9,7 +9,6 @@ and an account deactivated or rolled over after the server cached it is refused.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,6 @@ import httpx
 import pytest
 
 from tests.integration.wire import (
-    JOSE,
     Account,
     Key,
     Wire,
@@ -27,6 +25,7 @@ from tests.integration.wire import (
     csr_der,
     flattened,
     payload_bytes,
+    race,
 )
 
 CONCURRENCY = 12
@@ -72,30 +71,8 @@ def test_concurrent_uses_of_one_nonce_read_exactly_once(
 ) -> None:
     account, order_url, order = issued
     url, payload = TARGETS[target](wire, account, order_url, order)
-    jws = _jws(wire, account, url, payload)
-    barrier = threading.Barrier(CONCURRENCY)
-    results: list[int] = []
-    lock = threading.Lock()
-    clients = [wire.new_http() for _ in range(CONCURRENCY)]
-
-    def use(http: httpx.Client) -> None:
-        barrier.wait(timeout=30)
-        response = http.post(url, json=jws, headers={"Content-Type": JOSE})
-        with lock:
-            results.append(response.status_code)
-
-    try:
-        for http in clients:
-            assert http.head(wire["newNonce"]).status_code == 200
-        threads = [threading.Thread(target=use, args=(http,)) for http in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        for http in clients:
-            http.close()
-    assert Counter(results) == {200: 1, 400: CONCURRENCY - 1}, results
+    results = race(wire, url, _jws(wire, account, url, payload), CONCURRENCY)
+    assert Counter(r.status_code for r in results) == {200: 1, 400: CONCURRENCY - 1}
 
 
 def test_a_finalize_that_fails_still_spends_its_nonce_and_a_replay_says_so(
@@ -115,29 +92,7 @@ def test_concurrent_finalizes_with_one_nonce_issue_once(wire: Wire) -> None:
     _, order = wire.ready_order(account, "deferred-race.example.com")
     url = order["finalize"]
     payload = {"csr": b64(csr_der(Key.ec256(), ["deferred-race.example.com"]))}
-    jws = _jws(wire, account, url, payload)
-    barrier = threading.Barrier(CONCURRENCY)
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-    clients = [wire.new_http() for _ in range(CONCURRENCY)]
-
-    def use(http: httpx.Client) -> None:
-        barrier.wait(timeout=30)
-        response = http.post(url, json=jws, headers={"Content-Type": JOSE})
-        with lock:
-            results.append(response)
-
-    try:
-        for http in clients:
-            assert http.head(wire["newNonce"]).status_code == 200
-        threads = [threading.Thread(target=use, args=(http,)) for http in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        for http in clients:
-            http.close()
+    results = race(wire, url, _jws(wire, account, url, payload), CONCURRENCY)
     outcomes = Counter(r.status_code for r in results)
     assert outcomes == {200: 1, 400: CONCURRENCY - 1}, outcomes
     for response in results:

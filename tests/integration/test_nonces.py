@@ -7,7 +7,6 @@ and an unspent one stays good.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import httpx
@@ -20,6 +19,7 @@ from tests.integration.wire import (
     assert_problem,
     b64,
     flattened,
+    race,
 )
 
 CONCURRENCY = 20
@@ -64,33 +64,7 @@ def test_replayed_nonce_is_bad_nonce(wire: Wire, account: Account) -> None:
 
 def test_concurrent_uses_of_one_nonce_succeed_exactly_once(wire: Wire, account: Account) -> None:
     jws = flattened(account.key, wire.header(account.key, account.url, kid=account.url), b"")
-    barrier = threading.Barrier(CONCURRENCY)
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def use(http: httpx.Client) -> None:
-        barrier.wait(timeout=30)
-        response = http.post(
-            account.url, json=jws, headers={"Content-Type": "application/jose+json"}
-        )
-        with lock:
-            results.append(response)
-
-    # One client per thread, connected beforehand, so the requests really are in flight
-    # together and only the nonce store can tell them apart.
-    clients = [wire.new_http() for _ in range(CONCURRENCY)]
-    try:
-        for http in clients:
-            assert http.head(wire["newNonce"]).status_code == 200
-        threads = [threading.Thread(target=use, args=(http,)) for http in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        for http in clients:
-            http.close()
-    assert len(results) == CONCURRENCY
+    results = race(wire, account.url, jws, CONCURRENCY)
     outcomes = Counter(r.status_code for r in results)
     assert outcomes == {200: 1, 400: CONCURRENCY - 1}, outcomes
     for response in results:

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +230,35 @@ class Wire:
         valid: dict[str, Any] = response.json()
         assert valid["status"] == "valid", valid
         return order_url, valid, cert_key
+
+
+def race(wire: Wire, url: str, jws: Mapping[str, str], clients: int) -> list[httpx.Response]:
+    """POST the same ``jws`` to ``url`` from ``clients`` threads at once, each on a client
+    of its own connected beforehand, so the requests really are in flight together."""
+    barrier = threading.Barrier(clients)
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+    https = [wire.new_http() for _ in range(clients)]
+
+    def use(http: httpx.Client) -> None:
+        barrier.wait(timeout=30)
+        response = http.post(url, json=dict(jws), headers={"Content-Type": JOSE})
+        with lock:
+            results.append(response)
+
+    try:
+        for http in https:
+            assert http.head(wire["newNonce"]).status_code == 200
+        threads = [threading.Thread(target=use, args=(http,)) for http in https]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for http in https:
+            http.close()
+    assert len(results) == clients
+    return results
 
 
 def csr_der(key: Key, names: tuple[str, ...] | list[str], *, common_name: bool = False) -> bytes:

@@ -102,8 +102,14 @@ class FastStatement:
         return plan
 
     def _execute(self, conn: Connection, plan: _Plan, params: Mapping[str, Any]) -> Any:
+        return self._call(conn, plan, [params], many=False)
+
+    def _call(
+        self, conn: Connection, plan: _Plan, rows: Sequence[Mapping[str, Any]], *, many: bool
+    ) -> Any:
+        """The cursor after ``execute`` (one row) or ``executemany`` (``many``)."""
         try:
-            arguments = plan.arguments(params)
+            arguments = [plan.arguments(params) for params in rows]
         except (KeyError, TypeError, ValueError) as exc:
             # As Connection.execute reports a value its type refuses (a naive datetime).
             raise StatementError(f"({type(exc).__name__}) {exc}", plan.sql, None, exc) from exc
@@ -111,33 +117,23 @@ class FastStatement:
         # Cursor events are honoured as Connection.execute honours them (tests count
         # statements with them); an engine without listeners pays one truth test.
         listeners = conn.dispatch.before_cursor_execute
+        given = arguments if many else arguments[0]
         if listeners:
             for listener in listeners:
-                listener(conn, cursor, plan.sql, arguments, None, False)
+                listener(conn, cursor, plan.sql, given, None, many)
         try:
-            cursor.execute(plan.sql, arguments)
+            if many:
+                cursor.executemany(plan.sql, arguments)
+            else:
+                cursor.execute(plan.sql, given)
         except Exception as exc:
-            conn._handle_dbapi_exception(exc, plan.sql, arguments, cursor, None)
+            conn._handle_dbapi_exception(exc, plan.sql, given, cursor, None)
         return cursor
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set, in one driver call (psycopg pipelines them: one
         round trip for all)."""
-        plan = self._plan(conn)
-        try:
-            arguments = [plan.arguments(params) for params in rows]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StatementError(f"({type(exc).__name__}) {exc}", plan.sql, None, exc) from exc
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        listeners = conn.dispatch.before_cursor_execute
-        if listeners:
-            for listener in listeners:
-                listener(conn, cursor, plan.sql, arguments, None, True)
-        try:
-            cursor.executemany(plan.sql, arguments)
-        except Exception as exc:
-            conn._handle_dbapi_exception(exc, plan.sql, arguments, cursor, None)
-        cursor.close()
+        self._call(conn, self._plan(conn), rows, many=True).close()
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it; the number of rows it changed."""
