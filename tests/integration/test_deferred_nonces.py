@@ -71,7 +71,7 @@ def test_concurrent_uses_of_one_nonce_read_exactly_once(
 ) -> None:
     account, order_url, order = issued
     url, payload = TARGETS[target](wire, account, order_url, order)
-    results = race(wire, url, _jws(wire, account, url, payload), CONCURRENCY)
+    results = race(wire, url, [_jws(wire, account, url, payload)] * CONCURRENCY)
     assert Counter(r.status_code for r in results) == {200: 1, 400: CONCURRENCY - 1}
 
 
@@ -92,7 +92,7 @@ def test_concurrent_finalizes_with_one_nonce_issue_once(wire: Wire) -> None:
     _, order = wire.ready_order(account, "deferred-race.example.com")
     url = order["finalize"]
     payload = {"csr": b64(csr_der(Key.ec256(), ["deferred-race.example.com"]))}
-    results = race(wire, url, _jws(wire, account, url, payload), CONCURRENCY)
+    results = race(wire, url, [_jws(wire, account, url, payload)] * CONCURRENCY)
     outcomes = Counter(r.status_code for r in results)
     assert outcomes == {200: 1, 400: CONCURRENCY - 1}, outcomes
     for response in results:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.acme_lib import PEM_CHAIN, acme_client
 from tests.integration.cli import cert_show, certctl_cli, count_rows, create_profile
 from tests.integration.wire import (
-    JOSE,
     Account,
     Key,
     Wire,
@@ -28,6 +25,7 @@ from tests.integration.wire import (
     b64,
     csr_der,
     flattened,
+    race,
 )
 from tests.support.gating import require_executable
 from tests.support.server import ServedCertctl
@@ -199,7 +197,6 @@ def test_concurrent_finalizes_issue_exactly_once(served: ServedCertctl, wire: Wi
     account = wire.new_account()
     order_url, order = wire.ready_order(account, "race.example.test")
     order_id = order_url.rsplit("/", 1)[1]
-    clients = [wire.new_http() for _ in range(CONCURRENCY)]
     # Each request its own nonce and CSR, signed up front: only the order can collide.
     bodies = [
         flattened(
@@ -207,32 +204,9 @@ def test_concurrent_finalizes_issue_exactly_once(served: ServedCertctl, wire: Wi
             wire.header(account.key, order["finalize"], kid=account.url),
             f'{{"csr": "{b64(csr_der(Key.ec256(), ["race.example.test"]))}"}}'.encode(),
         )
-        for _ in clients
+        for _ in range(CONCURRENCY)
     ]
-    barrier = threading.Barrier(CONCURRENCY)
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def finalize(http: httpx.Client, body: dict[str, str]) -> None:
-        barrier.wait(timeout=30)
-        response = http.post(order["finalize"], json=body, headers={"Content-Type": JOSE})
-        with lock:
-            results.append(response)
-
-    try:
-        for http in clients:  # connect first, so the finalizes race, not the handshakes
-            assert http.head(wire["newNonce"]).status_code == 200
-        threads = [
-            threading.Thread(target=finalize, args=(http, body))
-            for http, body in zip(clients, bodies, strict=True)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        for http in clients:
-            http.close()
+    results = race(wire, order["finalize"], bodies)
 
     assert Counter(r.status_code for r in results) == {200: 1, 403: CONCURRENCY - 1}, [
         (r.status_code, r.text[:200]) for r in results

@@ -8,7 +8,6 @@ its old key; the swap is compare-and-set, so of two concurrent rollovers one win
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.integration.wire import (
     assert_problem,
     b64,
     flattened,
+    race,
 )
 
 URN = "urn:ietf:params:acme:error:"
@@ -284,33 +284,7 @@ def _race(wire: Wire, account: Account, new_keys: list[Key]) -> list[httpx.Respo
         inner = inner_jws(new_key, wire["keyChange"], rollover_payload(account))
         header = wire.header(account.key, wire["keyChange"], kid=account.url)
         bodies.append(flattened(account.key, header, json.dumps(inner).encode()))
-    clients = [wire.new_http() for _ in new_keys]
-    barrier = threading.Barrier(len(new_keys))
-    results: list[httpx.Response | BaseException | None] = [None] * len(new_keys)
-
-    def post(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[i] = clients[i].post(
-                wire["keyChange"],
-                content=json.dumps(bodies[i]).encode(),
-                headers={"Content-Type": "application/jose+json"},
-            )
-        except BaseException as exc:  # reported below, in the test's thread
-            results[i] = exc
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(new_keys))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    for client in clients:
-        client.close()
-    responses = []
-    for result in results:
-        assert isinstance(result, httpx.Response), result
-        responses.append(result)
-    return responses
+    return race(wire, wire["keyChange"], bodies)
 
 
 def test_concurrent_rollovers_have_exactly_one_winner(wire: Wire) -> None:

@@ -64,7 +64,7 @@ def test_replayed_nonce_is_bad_nonce(wire: Wire, account: Account) -> None:
 
 def test_concurrent_uses_of_one_nonce_succeed_exactly_once(wire: Wire, account: Account) -> None:
     jws = flattened(account.key, wire.header(account.key, account.url, kid=account.url), b"")
-    results = race(wire, account.url, jws, CONCURRENCY)
+    results = race(wire, account.url, [jws] * CONCURRENCY)
     outcomes = Counter(r.status_code for r in results)
     assert outcomes == {200: 1, 400: CONCURRENCY - 1}, outcomes
     for response in results:

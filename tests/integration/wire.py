@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,24 +232,25 @@ class Wire:
         return order_url, valid, cert_key
 
 
-def race(wire: Wire, url: str, jws: Mapping[str, str], clients: int) -> list[httpx.Response]:
-    """POST the same ``jws`` to ``url`` from ``clients`` threads at once, each on a client
-    of its own connected beforehand, so the requests really are in flight together."""
-    barrier = threading.Barrier(clients)
-    results: list[httpx.Response] = []
-    lock = threading.Lock()
-    https = [wire.new_http() for _ in range(clients)]
+def race(wire: Wire, url: str, bodies: Sequence[Mapping[str, str]]) -> list[httpx.Response]:
+    """POST each of ``bodies`` to ``url`` from a thread of its own at once, each on a client
+    connected beforehand, so the requests really are in flight together. The answers come
+    in the order of ``bodies``."""
+    barrier = threading.Barrier(len(bodies))
+    results: list[httpx.Response | BaseException | None] = [None] * len(bodies)
+    https = [wire.new_http() for _ in bodies]
 
-    def use(http: httpx.Client) -> None:
-        barrier.wait(timeout=30)
-        response = http.post(url, json=dict(jws), headers={"Content-Type": JOSE})
-        with lock:
-            results.append(response)
+    def use(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = https[i].post(url, json=dict(bodies[i]), headers={"Content-Type": JOSE})
+        except BaseException as exc:  # reported below, in the test's thread
+            results[i] = exc
 
     try:
         for http in https:
             assert http.head(wire["newNonce"]).status_code == 200
-        threads = [threading.Thread(target=use, args=(http,)) for http in https]
+        threads = [threading.Thread(target=use, args=(i,)) for i in range(len(bodies))]
         for t in threads:
             t.start()
         for t in threads:
@@ -257,8 +258,11 @@ def race(wire: Wire, url: str, jws: Mapping[str, str], clients: int) -> list[htt
     finally:
         for http in https:
             http.close()
-    assert len(results) == clients
-    return results
+    responses = []
+    for result in results:
+        assert isinstance(result, httpx.Response), result
+        responses.append(result)
+    return responses
 
 
 def csr_der(key: Key, names: tuple[str, ...] | list[str], *, common_name: bool = False) -> bytes:

@@ -437,7 +437,15 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         )
         cycle.more_body = False
         self.cycle = cycle
-        future = self.loop.run_in_executor(post.executor, post.answer, body)
+        try:
+            future = self.loop.run_in_executor(post.executor, post.answer, body)
+        except RuntimeError:
+            # The handler threads are shut down (the server is stopping): no answer can
+            # be made, so the connection ends rather than waiting for one.
+            log.warning("quick POST dropped: the server is shutting down")
+            cycle.response_complete = True
+            self.transport.abort()
+            return
         future.add_done_callback(lambda done: self._post_answered(cycle, done))
 
     def _post_answered(

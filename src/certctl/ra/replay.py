@@ -60,6 +60,14 @@ class PendingSpend:
     jwk_json: str
     spent: bool = False
 
+    def claim(self) -> bool:
+        """True once, if the operation did not spend it: the caller then spends it the
+        ordinary way (``Authenticated.settle``); from here on it counts as spent."""
+        if self.spent:
+            return False
+        self.spent = True
+        return True
+
     def consume(self, conn: Connection) -> None:
         """Spend it in the caller's transaction if the account still has that key, is
         valid and of that profile; else NonceRaceError (which rolls the caller back)."""

@@ -18,6 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 from threading import Lock
 from typing import TypeVar
@@ -49,9 +50,8 @@ class Authenticated:
     def settle(self) -> Authenticated:
         """Spend the nonce now unless the operation did; raises what the ordinary spend
         would (badNonce, unauthorized). Returns this request as settled."""
-        if self.spend is None or self.spend.spent or self.spend_now is None:
+        if self.spend is None or self.spend_now is None or not self.spend.claim():
             return self
-        self.spend.spent = True
         return replace(self, account=self.spend_now())
 
 
@@ -89,27 +89,18 @@ def authenticate(
     body: bytes,
     kind: KeyKind,
 ) -> Authenticated:
-    jws = parse_jws(body)
-    if jws.url != request_url:
-        raise unauthorized("JWS header url does not match the request URL")
-    assert jws.nonce is not None  # parse_jws requires it
-    nonce_expiry = ra.check_nonce(jws.nonce)
+    jws, nonce, nonce_expiry = _opened(ra, request_url, body)
     if kind is KeyKind.EITHER:
         kind = KeyKind.JWK if jws.jwk is not None else KeyKind.KID
     if kind is KeyKind.JWK:
         if jws.jwk is None:
             raise malformed("this endpoint requires a jwk, not a kid, in the protected header")
         verify_jws(jws, jws.jwk)
-        ra.use_nonce(jws.nonce, nonce_expiry)
+        ra.use_nonce(nonce, nonce_expiry)
         return Authenticated(jws, jws.jwk, None)
-    if jws.kid is None:
-        raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
-
-    def verify(stored: Account) -> None:
-        verify_jws(jws, _keys.get(stored.jwk_json))  # the stored key, never one from the request
-
+    kid, verify = _kid_of(jws)
     account = ra.authenticate_kid(
-        profile, urls.account_id_from_kid(jws.kid), jws.nonce, nonce_expiry, verify
+        profile, urls.account_id_from_kid(kid), nonce, nonce_expiry, verify
     )
     return Authenticated(jws, _keys.get(account.jwk_json), account)
 
@@ -127,18 +118,9 @@ def deferred(
 ) -> tuple[Authenticated, T]:
     """Authenticate a kid request and run ``operation``, which spends the nonce in its
     first transaction (ra.replay); the nonce is spent before anything is returned."""
-    jws = parse_jws(body)
-    if jws.url != request_url:
-        raise unauthorized("JWS header url does not match the request URL")
-    assert jws.nonce is not None  # parse_jws requires it
-    nonce, nonce_expiry = jws.nonce, ra.check_nonce(jws.nonce)
-    if jws.kid is None:
-        raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
-
-    def verify(stored: Account) -> None:
-        verify_jws(jws, _keys.get(stored.jwk_json))  # the stored key, never one from the request
-
-    account = ra.verified_kid(profile, urls.account_id_from_kid(jws.kid), verify)
+    jws, nonce, nonce_expiry = _opened(ra, request_url, body)
+    kid, verify = _kid_of(jws)
+    account = ra.verified_kid(profile, urls.account_id_from_kid(kid), verify)
     auth = Authenticated(
         jws,
         _keys.get(account.jwk_json),
@@ -164,6 +146,30 @@ def deferred(
             log.warning("nonce not spent after a failed operation", exc_info=True)
         raise
     return auth.settle(), result
+
+
+def _opened(
+    ra: RegistrationAuthority, request_url: str, body: bytes
+) -> tuple[ParsedJWS, str, datetime]:
+    """Parse (§6.2), check the url (§6.4) and the nonce's authenticity and age (§6.5):
+    what every request goes through before any key is looked at."""
+    jws = parse_jws(body)
+    if jws.url != request_url:
+        raise unauthorized("JWS header url does not match the request URL")
+    assert jws.nonce is not None  # parse_jws requires it
+    return jws, jws.nonce, ra.check_nonce(jws.nonce)
+
+
+def _kid_of(jws: ParsedJWS) -> tuple[str, Callable[[Account], None]]:
+    """The kid of a request that must carry one, and the check of its signature against
+    the account's stored key, never one from the request (§6.2)."""
+    if jws.kid is None:
+        raise malformed("this endpoint requires a kid, not a jwk, in the protected header")
+
+    def verify(stored: Account) -> None:
+        verify_jws(jws, _keys.get(stored.jwk_json))
+
+    return jws.kid, verify
 
 
 def require_post_as_get(auth: Authenticated) -> None:

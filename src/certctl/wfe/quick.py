@@ -8,7 +8,7 @@ path, another method, a profile not cached) is left to the dispatcher, which sta
 reference: the answer here is what ``handlers.directory`` and ``handlers.new_nonce``
 send, with a fresh nonce each time (RFC 8555 §7.2).
 
-POSTs are taken here too, and the same handler runs through ``routes.answer_inline``
+POSTs are taken here too, and the same handler runs through ``routes.respond_sync``
 without the ASGI cycle: on the event loop for the POSTs of an issuance
 (``routes.INLINE_POSTS``) when the dispatcher's state allows it (``WfeState.inline_posts``:
 SQLite, rate limits in memory), on the handler threads otherwise (measured: the ASGI cycle
@@ -36,10 +36,10 @@ from certctl.wfe.routes import (
     Request,
     Route,
     WfeState,
-    answer_inline,
     is_jose,
     problem_for,
     resolve,
+    respond_sync,
 )
 from certctl.wfe.urls import AcmeUrls
 
@@ -239,7 +239,7 @@ class QuickPost:
 
     def answer(self, body: bytes) -> QuickAnswer:
         request = dataclasses.replace(self._request, body=body)
-        response = answer_inline(self._state, self._route, request, self._profile, self._started)
+        response = respond_sync(self._state, self._route, request, self._profile, self._started)
         return render_raw(response.status_code, response.raw_headers, bytes(response.body))
 
     def too_slow(self) -> QuickAnswer:

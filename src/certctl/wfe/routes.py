@@ -277,10 +277,11 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def answer_inline(
+def respond_sync(
     state: WfeState, route: Route, request: Request, profile: Profile | None, started: float
 ) -> Response:
-    """A POST's whole answer on the calling thread: the quick path's twin of
+    """A POST's whole answer on the calling thread (the event loop for ``INLINE_POSTS``
+    when ``WfeState.inline_posts``, else a handler thread): the quick path's twin of
     ``AcmeApp.respond`` once the route and body are known (the profile too, if cached)."""
     try:
         response, failed = run(state, route.methods["POST"], request, profile), False

@@ -525,3 +525,21 @@ def test_a_client_gone_while_a_thread_answers_is_not_written_to() -> None:
         assert asyncio.run(run()) == b""
     finally:
         executor.shutdown()
+
+
+def test_a_post_arriving_after_the_threads_stopped_ends_the_connection() -> None:
+    app, executor = _threaded(delay=0.0)
+    executor.shutdown()  # as at the end of a shutdown: nothing can answer it
+
+    async def run() -> tuple[bytes, bool, bool]:
+        _, _, protocol = await _feed(app, [_post("/p", b"x")])
+        await asyncio.sleep(0.05)
+        transport = protocol.transport
+        cycle = protocol.cycle
+        done = cycle is not None and cycle.response_complete
+        return bytes(transport.written), transport.closed, done  # type: ignore[attr-defined]
+
+    written, closed, done = asyncio.run(run())
+    assert written == b""
+    assert closed
+    assert done  # shutdown does not wait for an answer that cannot come
