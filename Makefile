@@ -36,8 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Instructions per issuance, newNonce and directory under callgrind (apt-get install
-# valgrind): repeatable on a busy machine, for judging hot-path changes; writes
-# docs/instructions.md. A few minutes.
+# valgrind), and per issuance on PostgreSQL when CERTCTL_BENCH_POSTGRES_URL is set:
+# repeatable on a busy machine, for judging hot-path changes; writes docs/instructions.md.
+# A few minutes.
 .PHONY: bench-instructions
 bench-instructions: $(STAMP)
 	$(BIN)/python -m bench.instructions $(BENCH_ARGS)

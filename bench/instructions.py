@@ -10,16 +10,20 @@ only. The same build on the same inputs gives the same figure to within about 2 
 change to the hot path can be judged by it on any machine, busy or not.
 
 Kinds: ``issuance`` (new-order, finalize with a fresh P-256 CSR, certificate download:
-the flow ``make bench`` times, with an existing account), ``new-nonce`` (HEAD) and
-``directory`` (GET). Writes docs/instructions.md.
+the flow ``make bench`` times, with an existing account), ``issuance-postgres`` (the same
+on PostgreSQL, in a database created for the run and dropped after: only with
+``--postgres-url``; the database server's own work is not counted), ``new-nonce`` (HEAD)
+and ``directory`` (GET). Writes docs/instructions.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -32,11 +36,20 @@ from pathlib import Path
 import httpx
 
 from .jose import AccountKey, b64u, dumps, make_csr
-from .targets import CERTCTL_ENV, HOST, CertctlTarget, _scrubbed_env, free_port, git_head
+from .targets import (
+    CERTCTL_ENV,
+    HOST,
+    CertctlTarget,
+    _pg_admin,
+    _scrubbed_env,
+    _with_database,
+    free_port,
+    git_head,
+)
 
-KINDS = ("issuance", "new-nonce", "directory")
-DEFAULT_COUNTS = {"issuance": 40, "new-nonce": 1000, "directory": 1000}
-WARMUP = {"issuance": 5, "new-nonce": 50, "directory": 50}
+KINDS = ("issuance", "issuance-postgres", "new-nonce", "directory")
+DEFAULT_COUNTS = {"issuance": 40, "issuance-postgres": 40, "new-nonce": 1000, "directory": 1000}
+WARMUP = {"issuance": 5, "issuance-postgres": 5, "new-nonce": 50, "directory": 50}
 START_TIMEOUT_S = 600.0  # Python under valgrind starts slowly
 HTTP_TIMEOUT_S = 120.0
 JOSE = {"Content-Type": "application/jose+json"}
@@ -165,6 +178,8 @@ def _object_label(path: str) -> str:
         return "SQLAlchemy (compiled parts)"
     if "uvloop" in path or "httptools" in path:
         return "uvloop, httptools"
+    if name.startswith("libpq") or "psycopg" in path:
+        return "libpq, psycopg (compiled parts)"
     return "other"
 
 
@@ -173,11 +188,32 @@ def _instrument(pid: int, state: str) -> None:
     subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
 
 
-def measure(kind: str, count: int, workdir: Path) -> tuple[float, dict[str, float]]:
+def measure(
+    kind: str, count: int, workdir: Path, postgres_url: str | None = None
+) -> tuple[float, dict[str, float]]:
     """Instructions per request of ``kind``, in millions, and its split by object."""
+    if kind != "issuance-postgres":
+        return _measure(kind, count, workdir, {})
+    if postgres_url is None:
+        raise ValueError("issuance-postgres needs a PostgreSQL server (--postgres-url)")
+    database = f"certctl_instructions_{secrets.token_hex(6)}"
+    with _pg_admin(postgres_url) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        url = _with_database(postgres_url, database)
+        return _measure(kind, count, workdir, {"CERTCTL_DATABASE_URL": url})
+    finally:
+        with _pg_admin(postgres_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _measure(
+    kind: str, count: int, workdir: Path, extra_env: dict[str, str]
+) -> tuple[float, dict[str, float]]:
     data_dir = workdir / kind
     env = _scrubbed_env()
     env.update(CERTCTL_ENV)
+    env.update(extra_env)
     certctl = CertctlTarget.executable()
     # The first start creates the CA and migrates: done outside valgrind.
     root = subprocess.run(
@@ -200,10 +236,11 @@ def measure(kind: str, count: int, workdir: Path) -> tuple[float, dict[str, floa
     try:
         client = Client(f"https://{HOST}:{port}", ca_file)
         client.wait_ready()
-        if kind == "issuance":
+        if kind.startswith("issuance"):
             client.register()
         step: Callable[[], None] = {
             "issuance": client.issuance,
+            "issuance-postgres": client.issuance,
             "new-nonce": client.new_nonce,
             "directory": client.get_directory,
         }[kind]
@@ -241,10 +278,12 @@ def render(results: dict[str, tuple[float, dict[str, float]]], counts: dict[str,
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         f"- Software: certctl {git_head()}; Python {platform.python_version()}; "
         f"{_valgrind_version()}.",
-        "- certctl on SQLite, one worker, under `valgrind --tool=callgrind`; requests one at "
+        "- certctl on SQLite (PostgreSQL for issuance-postgres), one worker, under "
+        "`valgrind --tool=callgrind`; requests one at "
         "a time over one HTTPS keep-alive connection, after an untimed warm-up. User-space "
         "instructions of the server process only (all its threads); the kernel's share "
-        "(system calls, sockets) is not counted. Repeatable to about 2 % on the same build.",
+        "(system calls, sockets) is not counted, nor is the PostgreSQL server's. Repeatable "
+        "to about 2 % on the same build.",
         "",
         "| request | count | million instructions per request |",
         "|---|---:|---:|",
@@ -269,26 +308,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Count the instructions certctl spends per request under callgrind "
         "and write docs/instructions.md.",
     )
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"of {', '.join(KINDS)}")
+    parser.add_argument("--kinds", help=f"of {', '.join(KINDS)} (default: all it can run)")
     parser.add_argument(
         "--count", type=int, help="requests of each kind (default 40 flows, 1000 others)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CERTCTL_BENCH_POSTGRES_URL"),
+        help="PostgreSQL server for issuance-postgres, which runs only with it (env "
+        "CERTCTL_BENCH_POSTGRES_URL)",
     )
     parser.add_argument("--output", type=Path, default=Path("docs/instructions.md"))
     parser.add_argument("--no-write", action="store_true", help="print, write nothing")
     args = parser.parse_args(argv)
-    _require("valgrind")
-    _require("callgrind_control")
-    kinds = [k for k in args.kinds.split(",") if k]
+    default = [k for k in KINDS if args.postgres_url or k != "issuance-postgres"]
+    kinds = [k for k in args.kinds.split(",") if k] if args.kinds else default
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         parser.error(f"unknown kind {', '.join(unknown)}")
+    if "issuance-postgres" in kinds and not args.postgres_url:
+        parser.error("issuance-postgres needs --postgres-url")
+    _require("valgrind")
+    _require("callgrind_control")
     counts = {k: args.count or DEFAULT_COUNTS[k] for k in kinds}
     results: dict[str, tuple[float, dict[str, float]]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="certctl-instructions-"))
     try:
         for kind in kinds:
             say(f"{kind}: {counts[kind]} requests under callgrind")
-            results[kind] = measure(kind, counts[kind], workdir)
+            results[kind] = measure(kind, counts[kind], workdir, args.postgres_url)
             say(f"{kind}: {results[kind][0]:.3f} million instructions per request")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.instructions import _ANNOTATE_LINE, _inlined_object, _object_label, render
+import pytest
+from bench.instructions import _ANNOTATE_LINE, _inlined_object, _object_label, main, render
 
 
 def test_annotate_lines_name_their_object() -> None:
@@ -24,6 +25,12 @@ def test_objects_are_grouped() -> None:
     assert _object_label("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0.8.6") == "SQLite"
     assert _object_label("/usr/lib/x86_64-linux-gnu/libc.so.6") == "C library"
     assert _object_label("/venv/site-packages/uvloop/loop.cpython-311.so") == "uvloop, httptools"
+    assert (
+        _object_label("/usr/lib/x86_64-linux-gnu/libpq.so.5") == "libpq, psycopg (compiled parts)"
+    )
+    assert _object_label("/venv/site-packages/psycopg_binary/pq.cpython-311.so") == (
+        "libpq, psycopg (compiled parts)"
+    )
     assert _object_label("/somewhere/else.so") == "other"
 
 
@@ -39,3 +46,16 @@ def test_render_lists_each_kind_and_object() -> None:
     assert "| new-nonce | 1000 | 0.500 |" in text
     assert "| Python interpreter | 10.000 | 0.300 |" in text
     assert "| SQLite | 1.000 | 0.000 |" in text
+
+
+def test_the_postgresql_issuance_needs_a_server(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CERTCTL_BENCH_POSTGRES_URL", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["--kinds", "issuance,issuance-postgres", "--no-write"])
+    assert info.value.code == 2
+    assert "issuance-postgres needs --postgres-url" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--kinds", "issuance,bogus", "--no-write"])
+    assert "unknown kind bogus" in capsys.readouterr().err
