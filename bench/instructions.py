@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import platform
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -40,11 +39,12 @@ from .targets import (
     CERTCTL_ENV,
     HOST,
     CertctlTarget,
-    _pg_admin,
     _scrubbed_env,
-    _with_database,
+    create_database,
+    drop_database,
     free_port,
     git_head,
+    postgres_available,
 )
 
 KINDS = ("issuance", "issuance-postgres", "new-nonce", "directory")
@@ -196,15 +196,11 @@ def measure(
         return _measure(kind, count, workdir, {})
     if postgres_url is None:
         raise ValueError("issuance-postgres needs a PostgreSQL server (--postgres-url)")
-    database = f"certctl_instructions_{secrets.token_hex(6)}"
-    with _pg_admin(postgres_url) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+    database, url = create_database(postgres_url, "certctl_instructions")
     try:
-        url = _with_database(postgres_url, database)
         return _measure(kind, count, workdir, {"CERTCTL_DATABASE_URL": url})
     finally:
-        with _pg_admin(postgres_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_database(postgres_url, database)
 
 
 def _measure(
@@ -328,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown kind {', '.join(unknown)}")
     if "issuance-postgres" in kinds and not args.postgres_url:
         parser.error("issuance-postgres needs --postgres-url")
+    if "issuance-postgres" in kinds:
+        why = postgres_available(args.postgres_url)
+        if why is not None:
+            parser.error(f"PostgreSQL at --postgres-url does not answer: {why}")
     _require("valgrind")
     _require("callgrind_control")
     counts = {k: args.count or DEFAULT_COUNTS[k] for k in kinds}

@@ -210,10 +210,7 @@ class CertctlTarget(Target):
     def _prepare(self) -> None:
         self.directory_url = f"https://{HOST}:{self.port}/acme/directory"
         if self.postgres_url:
-            self.database = f"certctl_bench_{secrets.token_hex(6)}"
-            with _pg_admin(self.postgres_url) as conn:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
-            self.database_url = _with_database(self.postgres_url, self.database)
+            self.database, self.database_url = create_database(self.postgres_url, "certctl_bench")
 
     def _command(self) -> list[str]:
         return [
@@ -250,8 +247,7 @@ class CertctlTarget(Target):
 
     def _cleanup(self) -> None:
         if self.postgres_url and self.database:
-            with _pg_admin(self.postgres_url) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            drop_database(self.postgres_url, self.database)
             self.database = ""
 
     def db_selector(self) -> Selector | None:
@@ -370,6 +366,19 @@ def _pg_admin(url: str) -> Any:
 
     with psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=5) as conn:
         yield conn
+
+
+def create_database(url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty database on ``url``'s server for one run: its name and its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with _pg_admin(url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, _with_database(url, name)
+
+
+def drop_database(url: str, name: str) -> None:
+    with _pg_admin(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def postgres_available(url: str) -> str | None:

@@ -59,3 +59,14 @@ def test_the_postgresql_issuance_needs_a_server(
     with pytest.raises(SystemExit):
         main(["--kinds", "issuance,bogus", "--no-write"])
     assert "unknown kind bogus" in capsys.readouterr().err
+
+
+def test_an_unreachable_postgresql_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+    with pytest.raises(SystemExit) as info:
+        main(["--kinds", "issuance-postgres", "--postgres-url", url, "--no-write"])
+    assert info.value.code == 2
+    assert "PostgreSQL at --postgres-url does not answer" in capsys.readouterr().err
