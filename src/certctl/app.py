@@ -43,6 +43,7 @@ from certctl.va import ValidationAuthority, VASettings
 from certctl.wfe.quick import QuickAcme
 from certctl.wfe.routes import PREFIX, AcmeApp, WfeState, handler_threads
 
+# The nonce MAC key (keyed BLAKE2b now; the name is kept so existing databases keep theirs).
 NONCE_KEY = "acme_nonce_hmac_key"
 
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class QuickRequest:
-    """What the protocol knows of a request when its head has been parsed."""
+class QuickRequest(NamedTuple):
+    """What the protocol knows of a request when its head has been parsed (a tuple: one
+    is made per request, and a frozen dataclass costs a setattr call per field)."""
 
     method: str  # GET or HEAD
     path: str  # percent-decoded, as ASGI's scope["path"]

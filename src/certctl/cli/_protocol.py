@@ -190,6 +190,9 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         # may anyway): the counts below skip a read that crosses a head or message
         # boundary, so how much can go uncounted must not depend on how much one
         # transport read returns (up to 256 KiB over TLS).
+        if len(data) <= PARSE_SLICE_BYTES:
+            self._parse(data)  # the usual read: one request, or one part of a body
+            return
         self._parse(data[:PARSE_SLICE_BYTES])
         for start in range(PARSE_SLICE_BYTES, len(data), PARSE_SLICE_BYTES):
             if self._refusal is not None or self.transport.is_closing():
@@ -227,7 +230,8 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
-        self._unset_keepalive_if_required()  # point 8: no longer idle
+        if self.timeout_keep_alive_task is not None:  # point 8: no longer idle
+            self._unset_keepalive_if_required()
         self._idle_deadline = None
         self._head_bytes = self._head_fields = 0
         self._arm_head_timer()
@@ -246,16 +250,25 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             "state": self.app_state.copy(),
         }
 
+    # on_url and on_header are uvicorn's, with the head's size counted (point 4); spelled
+    # out rather than calling uvicorn's, as they run for every field of every request.
     def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
+        self._head_fields += len(url)
+        if self._head_fields > HEAD_MAX_BYTES:
+            self._head_too_large()
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
+        self._head_fields += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head_fields > HEAD_MAX_BYTES:
+            self._head_too_large()
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._disarm_head_timer()
+        self._head_deadline = None  # the head has arrived (point 1)
         self._in_head = False
         self._heads_done += 1
         problem = self._framing_problem()
@@ -522,7 +535,8 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
         else:
-            self._unset_keepalive_if_required()
+            if self.timeout_keep_alive_task is not None:
+                self._unset_keepalive_if_required()
             self._idle_deadline = self.loop.time() + self.timeout_keep_alive
             self._watch_until(self._idle_deadline)
 
@@ -539,12 +553,10 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     # -- framing -------------------------------------------------------------------
 
-    def _count_head(self, size: int) -> None:
-        self._head_fields += size
-        if self._head_fields > HEAD_MAX_BYTES:
-            self._refusal_status = 431
-            self._refusal = f"request head over {HEAD_MAX_BYTES} bytes"
-            raise _RefusedError(self._refusal)
+    def _head_too_large(self) -> None:
+        self._refusal_status = 431
+        self._refusal = f"request head over {HEAD_MAX_BYTES} bytes"
+        raise _RefusedError(self._refusal)
 
     def _framing_problem(self) -> str | None:
         version = self.parser.get_http_version()
@@ -623,16 +635,20 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         self._head_deadline = self.loop.time() + HEAD_TIMEOUT_S
         self._watch_until(self._head_deadline)
 
-    def _disarm_head_timer(self) -> None:
-        self._head_deadline = None
-
     def _watch_until(self, deadline: float) -> None:
         watch = self._watch
         if watch is not None:
             if watch.when() <= deadline:
                 return  # it fires first, then arms itself for this deadline
             watch.cancel()
-        self._watch = self.loop.call_at(deadline, self._on_watch)
+        # Never armed further than a head's deadline from now: the next request's head
+        # deadline is then never earlier than the timer, which a keep-alive connection
+        # therefore keeps from one request to the next instead of cancelling and arming
+        # one per request. An idle connection's timer fires every HEAD_TIMEOUT_S on the
+        # way to its idle deadline, and arms itself again.
+        self._watch = self.loop.call_at(
+            min(deadline, self.loop.time() + HEAD_TIMEOUT_S), self._on_watch
+        )
 
     def _on_watch(self) -> None:
         self._watch = None

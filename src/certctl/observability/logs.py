@@ -243,7 +243,7 @@ def _only_handler() -> JsonLinesHandler | None:
     """Our handler, when no other would see an access record."""
     if _ACCESS.handlers or not _ACCESS.propagate or _ACCESS.filters:
         return None
-    handlers = logging.getLogger().handlers
+    handlers = logging.root.handlers
     if len(handlers) != 1 or not isinstance(handlers[0], JsonLinesHandler):
         return None
     handler = handlers[0]

@@ -1,6 +1,6 @@
 """Single use of nonces across workers, replicas and restarts (RFC 8555 §6.5).
 
-Nonces themselves are stateless (HMAC, see certctl.acme.nonce); using one inserts it
+Nonces themselves are stateless (MAC-signed, see certctl.acme.nonce); using one inserts it
 here. The primary key decides races: of N concurrent uses exactly one insert lands.
 """
 
@@ -86,5 +86,5 @@ def consume(conn: Connection, nonce: str, expires_at: datetime) -> bool:
 
 
 def purge_expired(conn: Connection, now: datetime) -> int:
-    """Expired nonces fail the HMAC expiry check anyway, so their rows can go."""
+    """Expired nonces fail the codec's expiry check anyway, so their rows can go."""
     return conn.execute(delete(used_nonces).where(used_nonces.c.expires_at < now)).rowcount

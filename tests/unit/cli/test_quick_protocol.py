@@ -466,6 +466,46 @@ def test_requests_move_deadlines_without_arming_a_timer_each() -> None:
     assert asyncio.run(run()) == 0
 
 
+def test_a_long_lived_connection_keeps_its_timer_after_it_first_fires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once the first timer has fired, the one it arms must again come no later than the
+    # next request's head deadline; armed for the idle deadline instead, every request
+    # would cancel it and arm another.
+    monkeypatch.setattr(_protocol, "HEAD_TIMEOUT_S", 0.05)
+
+    async def run() -> tuple[int, int, int]:
+        protocol, transport = await _connection(_App(), 30.0)
+        loop = _CountingLoop(protocol.loop)
+        protocol.loop = loop  # type: ignore[assignment]
+        fired = 0
+        on_watch = protocol._on_watch
+
+        def counted() -> None:
+            nonlocal fired
+            fired += 1
+            on_watch()
+
+        protocol._on_watch = counted  # type: ignore[method-assign]
+        requests = 0
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        while clock() - started < 0.4:
+            protocol.data_received(_get("/q"))
+            requests += 1
+            await asyncio.sleep(0.005)
+        assert not transport.closed
+        protocol.connection_lost(None)
+        return loop.armed, fired, requests
+
+    armed, fired, requests = asyncio.run(run())
+    assert fired >= 3, "the timer should have fired along the way"
+    assert requests > 3 * fired
+    # One timer armed per firing, the first firing included (that timer was armed when
+    # the connection opened, before its callback was wrapped to count).
+    assert armed <= fired + 1, (armed, fired, requests)
+
+
 def _threaded(delay: float = 0.2) -> tuple[_App, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(2)
     app = _App(executor=executor)
