@@ -61,18 +61,21 @@ class NonceCodec:
 
     def issue(self) -> str:
         """A fresh nonce valid for ``ttl`` from now (rounded down to whole seconds)."""
-        expiry = int(_aware(self._clock()).timestamp() + self._ttl_s)
-        signed = expiry.to_bytes(_EXPIRY_LEN, "big") + self._random()
-        return b64url_encode(signed + self._mac(signed))
-
-    def _random(self) -> bytes:
+        # Spelled out rather than split into helpers: this runs for every ACME answer.
+        now = self._clock()
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)  # a naive clock reading is UTC, not local time
+        expiry = int(now.timestamp() + self._ttl_s)
         with self._pool_lock:
             at = self._pool_at
             if at >= len(self._pool):
                 self._pool = os.urandom(_RANDOM_LEN * _POOL_NONCES)
                 at = 0
             self._pool_at = at + _RANDOM_LEN
-            return self._pool[at : at + _RANDOM_LEN]
+            random = self._pool[at : at + _RANDOM_LEN]
+        signed = expiry.to_bytes(_EXPIRY_LEN, "big") + random
+        mac = _blake2b(signed, key=self._key, digest_size=_MAC_LEN).digest()
+        return b64url_encode(signed + mac)
 
     def check(self, nonce: str) -> datetime:
         """Return the expiry of an authentic, unexpired nonce or raise ``badNonce``."""

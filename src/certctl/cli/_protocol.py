@@ -171,6 +171,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     _framing_bytes = 0
     _body_done_cycle: object = None
     _refusal: str | None = None
+    _version = "1.1"  # the current head's HTTP version, read by _framing_problem
     _refusal_status = 400
     _quick: QuickResponder | None = None
     _quick_answered = False  # the current message was answered from on_headers_complete
@@ -503,7 +504,9 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         return not (self.flow.write_paused or self.parser.should_upgrade())
 
     def _keep_alive(self) -> bool:
-        return self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        # The version as _framing_problem read it for this head (the parser formats a new
+        # string on every call).
+        return self._version != "1.0" and self.parser.should_keep_alive()
 
     def _quick_request(
         self,
@@ -559,7 +562,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         raise _RefusedError(self._refusal)
 
     def _framing_problem(self) -> str | None:
-        version = self.parser.get_http_version()
+        version = self._version = self.parser.get_http_version()
         if version not in _VERSIONS:
             return f"HTTP/{version} is not supported"
         hosts = lengths = 0

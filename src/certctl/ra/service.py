@@ -53,13 +53,12 @@ class RegistrationAuthority:
         # After-commit steps of the revocation pipeline (OCSP refresh, CRL regeneration).
         self.revocation_hooks: list[revocation.RevocationHook] = []
         self.nonces = nonce_codec
+        # Every ACME answer mints a nonce: the codec's own method, without a frame of ours.
+        self.new_nonce: Callable[[], str] = nonce_codec.issue
         self._profiles: dict[str, tuple[float, Profile]] = {}
         self._accounts = accounts.AccountCache()
 
     # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
-    def new_nonce(self) -> str:
-        return self.nonces.issue()
-
     def check_nonce(self, nonce: str) -> datetime:
         """Authenticity and expiry only (stateless, cheap); see use_nonce."""
         return self.nonces.check(nonce)
