@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .procstat import HOST_SPEED_LOOP
 from .targets import dpkg_version, git_head, postgres_version
 
 if TYPE_CHECKING:
@@ -274,6 +275,14 @@ class _Report:
             versions.append(f"PostgreSQL {postgres_version(self.pg_url)}")
         versions.append(_wrk_version())
         self.add(f"- Software: {', '.join(v for v in versions if v)}.")
+        speed = self.opts.get("host_speed_s")
+        if speed:
+            self.add(
+                f"- Host speed: a fixed pure-Python loop ({HOST_SPEED_LOOP:,} additions, best "
+                f"of 3) took {speed[0]:.3f} s at the start and {speed[-1]:.3f} s at the end. "
+                "The host's speed drifts by the hour: compare absolute figures of two reports "
+                "only when these agree."
+            )
         self.add(
             "- Everything runs on this one machine: the server under test, its database, the "
             "driver processes and `wrk` share the same CPUs. Quote ratios and medians, not "

@@ -47,7 +47,7 @@ from .driver import (
     TargetSpec,
     driver_main,
 )
-from .procstat import CpuMeter, SystemMeter, tree
+from .procstat import CpuMeter, SystemMeter, host_speed_s, tree
 from .targets import (
     DEFAULT_POSTGRES_URL,
     CertctlTarget,
@@ -707,11 +707,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     summary = opts_summary(opts)
     summary["certctl_version"] = git_head()  # the code under test, as it was at the start
+    speed_before = host_speed_s()
     results: dict[str, list[RunStats]] = {c: [] for c in configs}
     with _workroot(opts.keep) as root:
         for run_index in range(opts.runs):
             for key in configs:
                 results[key].append(run_target(key, run_index, opts, root))
+    summary["host_speed_s"] = [speed_before, host_speed_s()]
     elapsed = time.time() - started
     say(f"done in {elapsed / 60:.1f} min; writing {opts.output}")
     if opts.json_path is not None:

@@ -1,0 +1,26 @@
+"""The benchmark report's header (bench.report)."""
+
+from __future__ import annotations
+
+import pytest
+from bench import procstat, report, run
+
+
+def test_the_host_speed_yardstick_is_reported() -> None:
+    summary = run.opts_summary(run.parse_args(["--configs", "sqlite-1"]))
+    summary["host_speed_s"] = [0.4567, 0.5012]
+    text = report.render({}, {}, summary, 60.0)
+    line = next(x for x in text.splitlines() if x.startswith("- Host speed:"))
+    assert "5,000,000 additions" in line
+    assert "0.457 s at the start and 0.501 s at the end" in line
+
+
+def test_a_report_from_before_the_yardstick_renders_without_it() -> None:
+    summary = run.opts_summary(run.parse_args(["--configs", "sqlite-1"]))
+    assert "- Host speed:" not in report.render({}, {}, summary, 60.0)
+
+
+def test_the_yardstick_measures_something(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(procstat, "HOST_SPEED_LOOP", 1000)
+    seconds = procstat.host_speed_s()
+    assert 0 < seconds < 1
