@@ -240,9 +240,16 @@ def _log(
 
 
 def _only_handler() -> JsonLinesHandler | None:
-    """Our handler, when no other would see an access record."""
-    if _ACCESS.handlers or not _ACCESS.propagate or _ACCESS.filters:
+    """Our handler, when no other would see an access record: none on the access logger
+    or on the loggers between it and the root (``certctl``), which an ordinary record
+    would reach on its way up, and none but ours on the root."""
+    if _ACCESS.filters:
         return None
+    logger: logging.Logger | None = _ACCESS
+    while logger is not None and logger is not logging.root:
+        if logger.handlers or not logger.propagate:
+            return None
+        logger = logger.parent
     handlers = logging.root.handlers
     if len(handlers) != 1 or not isinstance(handlers[0], JsonLinesHandler):
         return None

@@ -103,6 +103,35 @@ def test_other_listeners_get_ordinary_records(
     assert [getattr(r, "fields", {}).get("path") for r in caplog.records] == ["/seen"]
 
 
+def test_a_listener_on_a_parent_logger_gets_ordinary_records(stream: _Stream) -> None:
+    # An ordinary record of certctl.access reaches the handlers of "certctl" on its way
+    # to the root: the direct line must not bypass them.
+    seen: list[logging.LogRecord] = []
+
+    class _Listener(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, logs.JsonLinesHandler)]
+    others = [h for h in root.handlers if h not in ours]  # pytest's capture handlers
+    parent = logging.getLogger("certctl")
+    listener = _Listener()
+    root.handlers[:] = ours  # only ours on the root: the direct line's case
+    parent.addHandler(listener)
+    try:
+        assert logs._only_handler() is None
+        _access("/parent")
+        parent.removeHandler(listener)
+        assert logs._only_handler() is ours[0]  # nobody else listens: the direct line
+    finally:
+        parent.removeHandler(listener)
+        root.handlers[:] = ours + others
+    assert [getattr(r, "fields", {}).get("path") for r in seen] == ["/parent"]
+    logging.getLogger().handlers[0].flush()
+    assert [line["path"] for line in _lines(stream)] == ["/parent"]  # and the root's too
+
+
 @pytest.mark.parametrize(
     ("path", "client"),
     [
