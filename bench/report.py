@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .procstat import HOST_SPEED_LOOP
+from .hostspeed import HOST_SPEED_LOOP
 from .targets import dpkg_version, git_head, postgres_version
 
 if TYPE_CHECKING:

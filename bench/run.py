@@ -47,7 +47,8 @@ from .driver import (
     TargetSpec,
     driver_main,
 )
-from .procstat import CpuMeter, SystemMeter, host_speed_s, tree
+from .hostspeed import host_speed_s
+from .procstat import CpuMeter, SystemMeter, tree
 from .targets import (
     DEFAULT_POSTGRES_URL,
     CertctlTarget,

@@ -61,11 +61,9 @@ class NonceCodec:
 
     def issue(self) -> str:
         """A fresh nonce valid for ``ttl`` from now (rounded down to whole seconds)."""
-        # Spelled out rather than split into helpers: this runs for every ACME answer.
-        now = self._clock()
-        if now.tzinfo is None:
-            now = now.replace(tzinfo=UTC)  # a naive clock reading is UTC, not local time
-        expiry = int(now.timestamp() + self._ttl_s)
+        # The random pool spelled out here rather than in a helper: this runs for every
+        # ACME answer.
+        expiry = int(_aware(self._clock()).timestamp() + self._ttl_s)
         with self._pool_lock:
             at = self._pool_at
             if at >= len(self._pool):
@@ -74,8 +72,7 @@ class NonceCodec:
             self._pool_at = at + _RANDOM_LEN
             random = self._pool[at : at + _RANDOM_LEN]
         signed = expiry.to_bytes(_EXPIRY_LEN, "big") + random
-        mac = _blake2b(signed, key=self._key, digest_size=_MAC_LEN).digest()
-        return b64url_encode(signed + mac)
+        return b64url_encode(signed + self._mac(signed))
 
     def check(self, nonce: str) -> datetime:
         """Return the expiry of an authentic, unexpired nonce or raise ``badNonce``."""
@@ -98,10 +95,7 @@ class NonceCodec:
         return expiry
 
     def _mac(self, signed: bytes) -> bytes:
-        return _blake2b(signed, key=self._key, digest_size=_MAC_LEN).digest()
-
-
-_blake2b = hashlib.blake2b
+        return hashlib.blake2b(signed, key=self._key, digest_size=_MAC_LEN).digest()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bench import procstat, report, run
+from bench import hostspeed, report, run
 
 
 def test_the_host_speed_yardstick_is_reported() -> None:
@@ -21,6 +21,6 @@ def test_a_report_from_before_the_yardstick_renders_without_it() -> None:
 
 
 def test_the_yardstick_measures_something(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(procstat, "HOST_SPEED_LOOP", 1000)
-    seconds = procstat.host_speed_s()
+    monkeypatch.setattr(hostspeed, "HOST_SPEED_LOOP", 1000)
+    seconds = hostspeed.host_speed_s()
     assert 0 < seconds < 1

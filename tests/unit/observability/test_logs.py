@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from time import perf_counter
 
 import pytest
@@ -41,8 +42,24 @@ def stream() -> Iterator[_Stream]:
         root.setLevel(level)
 
 
+@contextmanager
+def _only_ours() -> Iterator[None]:
+    """Only our handler on the root, as in a served certctl, so that access lines take the
+    direct line: during a test pytest's capture handlers sit on the root too, and with
+    them every access line would go the ordinary way."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [h for h in saved if isinstance(h, logs.JsonLinesHandler)]
+    try:
+        assert logs._only_handler() is not None
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
 def _access(path: str) -> None:
-    logs._log("GET", path, 200, perf_counter(), ("192.0.2.7", 40000))
+    with _only_ours():
+        logs._log("GET", path, 200, perf_counter(), ("192.0.2.7", 40000))
 
 
 def _lines(stream: _Stream) -> list[dict[str, object]]:
@@ -99,7 +116,7 @@ def test_other_listeners_get_ordinary_records(
     stream: _Stream, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="certctl.access"):
-        _access("/seen")
+        logs._log("GET", "/seen", 200, perf_counter(), ("192.0.2.7", 40000))
     assert [getattr(r, "fields", {}).get("path") for r in caplog.records] == ["/seen"]
 
 
@@ -112,21 +129,16 @@ def test_a_listener_on_a_parent_logger_gets_ordinary_records(stream: _Stream) ->
         def emit(self, record: logging.LogRecord) -> None:
             seen.append(record)
 
-    root = logging.getLogger()
-    ours = [h for h in root.handlers if isinstance(h, logs.JsonLinesHandler)]
-    others = [h for h in root.handlers if h not in ours]  # pytest's capture handlers
     parent = logging.getLogger("certctl")
     listener = _Listener()
-    root.handlers[:] = ours  # only ours on the root: the direct line's case
-    parent.addHandler(listener)
-    try:
-        assert logs._only_handler() is None
-        _access("/parent")
-        parent.removeHandler(listener)
-        assert logs._only_handler() is ours[0]  # nobody else listens: the direct line
-    finally:
-        parent.removeHandler(listener)
-        root.handlers[:] = ours + others
+    with _only_ours():
+        parent.addHandler(listener)
+        try:
+            assert logs._only_handler() is None
+            logs._log("GET", "/parent", 200, perf_counter(), ("192.0.2.7", 40000))
+        finally:
+            parent.removeHandler(listener)
+        assert logs._only_handler() is not None  # nobody else listens: the direct line
     assert [getattr(r, "fields", {}).get("path") for r in seen] == ["/parent"]
     logging.getLogger().handlers[0].flush()
     assert [line["path"] for line in _lines(stream)] == ["/parent"]  # and the root's too
@@ -143,7 +155,8 @@ def test_a_listener_on_a_parent_logger_gets_ordinary_records(stream: _Stream) ->
 def test_an_access_line_is_what_the_formatter_writes_for_its_record(
     stream: _Stream, path: str, client: tuple[str, int] | None
 ) -> None:
-    logs._log("POST", path, 201, perf_counter(), client)
+    with _only_ours():
+        logs._log("POST", path, 201, perf_counter(), client)
     logging.getLogger("certctl.test").warning("flush")  # writes the batch first
     line = stream.getvalue().splitlines()[0]
     fields = json.loads(line)
