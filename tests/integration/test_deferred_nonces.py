@@ -1,7 +1,8 @@
 """Nonces spent by the operation itself (certctl.ra.replay) hold the same line as any other.
 
-finalize and the POST-as-GET reads of an order and a certificate carry their nonce into
-their first transaction (on PostgreSQL a read spends it just after). Whatever the path, a
+newOrder, finalize and the POST-as-GET reads of an order and a certificate carry their
+nonce into their first transaction (on PostgreSQL a read spends it just after; newOrder
+spends it first when it takes an hourly allowance). Whatever the path, a
 nonce is accepted once: a replay is badNonce even where the operation itself would have
 failed, concurrent uses succeed exactly once, a failed operation still spends its nonce,
 and an account deactivated or rolled over after the server cached it is refused.
@@ -9,6 +10,7 @@ and an account deactivated or rolled over after the server cached it is refused.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -125,3 +127,66 @@ def test_a_request_signed_with_a_rolled_over_key_is_refused(wire: Wire) -> None:
     assert old.status_code in (401, 403), old.text
     renewed = Account(new_key, account.url)
     assert _send(wire, order_url, _jws(wire, renewed, order_url, None)).status_code == 200
+
+
+# -- newOrder: its nonce is spent in the transaction that inserts the order --------------
+
+
+def _order_count(wire: Wire, account: Account) -> int:
+    found = wire.as_account(account, account.url, {})
+    assert found.status_code == 200, found.text
+    listed = wire.as_account(account, found.json()["orders"])
+    assert listed.status_code == 200, listed.text
+    return len(listed.json()["orders"])
+
+
+def _new_order_jws(wire: Wire, account: Account, name: str) -> dict[str, str]:
+    payload = {"identifiers": [{"type": "dns", "value": name}]}
+    return _jws(wire, account, wire["newOrder"], payload)
+
+
+def test_a_replayed_new_order_is_bad_nonce_and_creates_nothing(wire: Wire) -> None:
+    account = wire.new_account()
+    jws = _new_order_jws(wire, account, "replayed-order.example.com")
+    assert _send(wire, wire["newOrder"], jws).status_code == 201
+    assert_problem(_send(wire, wire["newOrder"], jws), 400, "badNonce", wire.directory_url)
+    assert _order_count(wire, account) == 1
+
+
+def test_concurrent_uses_of_one_new_order_nonce_create_one_order(wire: Wire) -> None:
+    account = wire.new_account()
+    jws = _new_order_jws(wire, account, "raced-order.example.com")
+    results = race(wire, wire["newOrder"], [jws] * CONCURRENCY)
+    assert Counter(r.status_code for r in results) == {201: 1, 400: CONCURRENCY - 1}
+    for response in results:
+        if response.status_code == 400:
+            assert_problem(response, 400, "badNonce", wire.directory_url)
+    assert _order_count(wire, account) == 1
+
+
+def _rejected_orders(wire: Wire) -> float:
+    text = wire.http.get(f"{wire.served.base_url}/metrics").text
+    found = re.search(r"^certctl_acme_new_order_rejected_total (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_refused_new_order_still_spends_its_nonce_and_a_replay_says_so(wire: Wire) -> None:
+    account = wire.new_account()
+    before = _rejected_orders(wire)
+    jws = _new_order_jws(wire, account, "-not-a-name-.example.com")
+    refused = _send(wire, wire["newOrder"], jws)
+    assert_problem(refused, 400, "rejectedIdentifier", wire.directory_url)
+    assert _rejected_orders(wire) == before + 1
+    # The replay is refused for its nonce, not as an order: the metric does not count it.
+    assert_problem(_send(wire, wire["newOrder"], jws), 400, "badNonce", wire.directory_url)
+    assert _rejected_orders(wire) == before + 1
+    assert _order_count(wire, account) == 0
+
+
+def test_a_deactivated_account_cannot_order(wire: Wire) -> None:
+    account = wire.new_account()
+    wire.issue(account, "deactivated-order.example.com")  # the account is cached now
+    deactivated = wire.as_account(account, account.url, {"status": "deactivated"})
+    assert deactivated.status_code == 200, deactivated.text
+    jws = _new_order_jws(wire, account, "after-deactivation.example.com")
+    assert_problem(_send(wire, wire["newOrder"], jws), 403, "unauthorized", wire.directory_url)

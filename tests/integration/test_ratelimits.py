@@ -131,6 +131,19 @@ def test_refused_orders_are_not_counted(wire: Wire) -> None:
     assert order_n(wire, who, 3) == [201, 201, 201]
 
 
+def test_a_replayed_new_order_takes_no_allowance(wire: Wire) -> None:
+    """newOrder spends its nonce before it takes an hourly allowance: a replay is refused
+    as badNonce and counts against nothing."""
+    who = account(wire)
+    payload = {"identifiers": [{"type": "dns", "value": "0.replay.rl.example.test"}]}
+    header = wire.header(who.key, wire["newOrder"], kid=who.url)
+    body = flattened(who.key, header, json.dumps(payload).encode())
+    assert wire.post(wire["newOrder"], body).status_code == 201
+    assert_problem(wire.post(wire["newOrder"], body), 400, "badNonce", wire.directory_url)
+    assert order_n(wire, who, 2, "replay.rl.example.test") == [201, 201]
+    assert_limited(wire.new_order(who, "9.replay.rl.example.test"), wire, "orders_per_hour")
+
+
 def test_key_change_per_hour(wire: Wire) -> None:
     who = account(wire)
     for _ in range(2):

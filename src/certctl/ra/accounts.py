@@ -211,9 +211,11 @@ def verified_kid(
     account_id: str,
     verify: Callable[[Account], None],
 ) -> Account:
-    """The kid's account (cached, else read) whose key verified the signature; nothing is
-    spent and, with the account cached, nothing is read. A cached key that fails is
-    dropped and the stored one tried."""
+    """The kid's account (cached, else read and then cached) whose key verified the
+    signature; nothing is spent and, with the account cached, nothing is read. A cached
+    key that fails is dropped and the stored one tried. Caching before any spend is safe:
+    whoever spends the nonce confirms the key against the stored row then (``consume``
+    of ra.replay, ``spend_for_kid``)."""
     cached = cache.get(account_id)
     if cached is not None:
         known = _usable_for_kid(cached, profile)
@@ -225,6 +227,7 @@ def verified_kid(
             return known
     known = account_for_kid(ctx, profile, account_id)
     verify(known)
+    cache.put(known)
     return known
 
 

@@ -29,7 +29,7 @@ from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.ra.ratelimits import RateLimits
-from certctl.ra.replay import PendingSpend, read_spending
+from certctl.ra.replay import PendingSpend, read_spending, spend_first, write_spending
 from certctl.storage import audit_log
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
@@ -93,7 +93,10 @@ def new_order(
     account: Account,
     payload: dict[str, Any],
     limits: RateLimits | None = None,
+    spend: PendingSpend | None = None,
 ) -> OrderView:
+    """``spend``: the request's nonce, spent in the insert's transaction (ra.replay), or
+    before the hourly allowance is taken when one is."""
     identifiers = parse_identifiers(
         payload.get("identifiers"), max_count=profile.identifier_policy.max_identifiers
     )
@@ -132,8 +135,10 @@ def new_order(
     if cap > 0:
         with ctx.db.read() as conn:
             limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
+    if limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
+        spend_first(ctx, spend)  # a replayed request must not use up the allowance
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
-    with ctx.db.write() as conn:
+    with write_spending(ctx, spend) as conn:
         limits.open_orders(conn, account.id, profile.id, now, cap=cap)
         store.insert_order(conn, order, authzs)
         if replaced is not None:

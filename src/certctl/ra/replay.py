@@ -6,14 +6,16 @@ restarts. A kid-signed request spends its nonce in the statement (or, on its slo
 the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid); a
 jwk-signed one on its own.
 
-A request whose operation has no effect before its first write transaction (finalize,
-and the reads of an order or a certificate) may instead carry its nonce as a
+A request whose operation has no effect before its first write transaction (newOrder,
+finalize, and the reads of an order or a certificate) may instead carry its nonce as a
 ``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then that
 transaction, ``read_spending``): one commit fewer, and the account is confirmed in the
 transaction that acts for it. Whoever defers settles afterwards: if the operation failed
 before spending, or only read, the nonce is spent on its own then, before any answer
 leaves, and an operation whose spend found the nonce used or the account changed
-(``NonceRaceError``) is rolled back and redone after the ordinary spend.
+(``NonceRaceError``) is rolled back and redone after the ordinary spend. An operation
+with an effect outside the database before that transaction (newOrder taking an hourly
+allowance) spends the nonce first (``spend_first``), so a replay never reaches it.
 """
 
 from __future__ import annotations
@@ -80,6 +82,17 @@ class PendingSpend:
             jwk_json=self.jwk_json,
         ):
             raise NonceRaceError
+
+
+def spend_first(ctx: RAContext, spend: PendingSpend | None) -> None:
+    """Spend ``spend`` now, in a statement of its own, unless it is spent already: for an
+    operation about to do something outside the database (take a rate-limit allowance)
+    that a replayed request must not reach. NonceRaceError as ``consume``."""
+    if spend is None or spend.spent:
+        return
+    with ctx.db.statement() as conn:
+        spend.consume(conn)
+    spend.spent = True
 
 
 @contextmanager

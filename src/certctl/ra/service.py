@@ -153,8 +153,14 @@ class RegistrationAuthority:
         return accounts.update_account(self.ctx, account, payload)
 
     # -- orders -------------------------------------------------------------------------
-    def new_order(self, profile: Profile, account: Account, payload: dict[str, Any]) -> OrderView:
-        return orders.new_order(self.ctx, profile, account, payload, self.limits)
+    def new_order(
+        self,
+        profile: Profile,
+        account: Account,
+        payload: dict[str, Any],
+        spend: replay.PendingSpend | None = None,
+    ) -> OrderView:
+        return orders.new_order(self.ctx, profile, account, payload, self.limits, spend)
 
     def order(
         self, account: Account, order_id: str, spend: replay.PendingSpend | None = None

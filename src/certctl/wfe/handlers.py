@@ -155,12 +155,24 @@ def orders(call: Call) -> Response:
 
 
 def new_order(call: Call) -> Response:
-    auth = call.auth()
-    assert auth.account is not None
+    refused: list[AcmeError] = []
+
+    def run(auth: Authenticated) -> OrderView:
+        assert auth.account is not None
+        try:
+            return call.ra.new_order(
+                call.profile, auth.account, auth.jws.payload_json(), auth.spend
+            )
+        except AcmeError as error:
+            refused.append(error)
+            raise
+
     try:
-        view = call.ra.new_order(call.profile, auth.account, auth.jws.payload_json())
-    except AcmeError:
-        call.metrics.event("new_order_rejected")
+        _, view = call.deferred(run)
+    except AcmeError as error:
+        # Refused by the order's checks, not for its nonce or account (those answer first).
+        if refused and error is refused[-1]:
+            call.metrics.event("new_order_rejected")
         raise
     return call.respond(
         views.order(call.urls, view), status=201, location=call.urls.order(view.order.id)

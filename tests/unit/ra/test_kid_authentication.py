@@ -16,7 +16,7 @@ from sqlalchemy import event
 from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType, unauthorized
 from certctl.domain.model import Account, AccountStatus, Profile
-from certctl.ra.accounts import AccountCache, authenticate_kid, update_account
+from certctl.ra.accounts import AccountCache, authenticate_kid, update_account, verified_kid
 from certctl.ra.context import RAContext
 from certctl.storage import accounts as store
 from certctl.storage.db import Database
@@ -194,6 +194,32 @@ def test_a_cached_account_is_confirmed_and_its_nonce_spent_in_one_statement(
     finally:
         event.remove(db.engine, "before_cursor_execute", seen)
     assert statements == ["INSERT"]
+
+
+def test_a_deferred_request_fills_the_cache_too(db: Database) -> None:
+    """newOrder, finalize and the reads verify without spending (ra.replay): the account
+    they read is cached, so the next request of that account reads nothing."""
+    ctx, profile, account, cache = _setup(db)
+    got = verified_kid(ctx, cache, profile, account.id, Signed(account.jwk_json))
+    assert cache.get(account.id) == got
+    statements: list[str] = []
+
+    def seen(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        verified_kid(ctx, cache, profile, account.id, Signed(account.jwk_json))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert statements == []
+
+
+def test_a_refused_account_is_not_cached(db: Database) -> None:
+    ctx, profile, account, cache = _setup(db)
+    with pytest.raises(AcmeError):
+        verified_kid(ctx, cache, profile, account.id, Signed("forged"))
+    assert cache.get(account.id) is None
 
 
 def test_contacts_changed_elsewhere_are_read_as_stored(db: Database) -> None:
