@@ -40,7 +40,7 @@ class Runtime:
 def open_runtime(settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> Runtime:
     """Open the store (migrating it when asked) and load, or on first start create, the CA."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.effective_database_url)
+    db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
     if migrate:
         db.migrate()
     ca = load_or_create_ca(settings.data_dir, key_type=settings.ca_key_type, clock=clock)

@@ -200,6 +200,8 @@ class Settings:
     ca_key_type: str = "ecdsa-p256"
     tls_hostnames: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # SQLite only: FULL makes every commit durable before its answer; NORMAL does not.
+    sqlite_synchronous: str = "FULL"
     acme: AcmeServerSettings = field(default_factory=AcmeServerSettings)
 
     @property
@@ -223,6 +225,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_CA_KEY_TYPE",
     "CERTCTL_TLS_HOSTNAMES",
     "CERTCTL_LOG_LEVEL",
+    "CERTCTL_SQLITE_SYNCHRONOUS",
     "CERTCTL_ACME_SERVER_ENABLED",
     "CERTCTL_ACME_SERVER_DEFAULT_AUTH_MODE",
     "CERTCTL_ACME_SERVER_DEFAULT_PROFILE_ID",
@@ -265,6 +268,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_REDIS_URL",
 )
 
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 
 
@@ -285,6 +289,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     log_level = get("CERTCTL_LOG_LEVEL", "INFO").strip().upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"CERTCTL_LOG_LEVEL: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    synchronous = get("CERTCTL_SQLITE_SYNCHRONOUS", "FULL").strip().upper()
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigError(
+            f"CERTCTL_SQLITE_SYNCHRONOUS: {synchronous!r} is not one of "
+            f"{', '.join(SQLITE_SYNCHRONOUS)}"
+        )
     return Settings(
         data_dir=Path(get("CERTCTL_DATA_DIR", "data")),
         listen_host=host,
@@ -296,6 +306,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ca_key_type=key_type,
         tls_hostnames=_csv(get("CERTCTL_TLS_HOSTNAMES")),
         log_level=log_level,
+        sqlite_synchronous=synchronous,
         acme=_acme_settings(get, env),
     )
 

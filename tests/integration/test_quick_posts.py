@@ -1,8 +1,9 @@
 """POSTs answered from the protocol's quick path are the dispatcher's answers, over TLS.
 
 A POST with a declared Content-Length is taken by the HTTP protocol (certctl.wfe.quick):
-on SQLite with rate limits in memory the POSTs of an issuance (routes.INLINE_POSTS) are
-answered on the event loop, on PostgreSQL every POST on the handler threads; the same
+on SQLite with rate limits in memory and CERTCTL_SQLITE_SYNCHRONOUS=NORMAL the POSTs of
+an issuance (routes.INLINE_POSTS) are answered on the event loop, otherwise (durable
+SQLite commits, PostgreSQL) every POST on the handler threads; the same
 request with a chunked body goes through ASGI and the dispatcher. Each request below is
 sent both ways, each time signed afresh with a nonce of its own, and the answers must
 agree on status, header fields and body, bar the Date field and the nonce's value.
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 
+from tests.integration.servers import serve
 from tests.integration.wire import (
     JOSE,
     Account,
@@ -28,6 +31,7 @@ from tests.integration.wire import (
     payload_bytes,
     raw_exchange,
 )
+from tests.support.postgres import fresh_database
 from tests.support.server import ServedCertctl
 
 VARYING = {"date", "replay-nonce"}
@@ -79,6 +83,23 @@ def _signed(
         return json.dumps(flattened(key, header, payload_bytes(payload))).encode()
 
     return make
+
+
+@pytest.fixture(scope="module", params=["FULL", "NORMAL"])
+def served(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str | None,
+) -> Iterator[ServedCertctl]:
+    """Both SQLite modes: FULL answers on the handler threads, NORMAL on the event loop
+    (PostgreSQL ignores the setting and runs on the threads both times). Each server has
+    a database of its own: two CAs cannot share one."""
+    env = {"CERTCTL_SQLITE_SYNCHRONOUS": request.param}
+    with ExitStack() as stack:
+        url = database_url
+        if url is not None and request.param != "FULL":
+            url = stack.enter_context(fresh_database())
+        yield stack.enter_context(serve(request, tmp_path_factory, url, env=env))
 
 
 @pytest.fixture(scope="module")

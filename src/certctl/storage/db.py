@@ -1,8 +1,8 @@
 """Engine, transactions and start-up migrations.
 
-SQLite (embedded default) runs in WAL mode with durable commits (``synchronous=FULL``);
-write transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout
-instead of failing a lock upgrade.
+SQLite (embedded default) runs in WAL mode with durable commits (``synchronous=FULL``,
+unless the operator chose NORMAL); write transactions start with ``BEGIN IMMEDIATE`` so
+two writers queue on the busy timeout instead of failing a lock upgrade.
 Each thread keeps the SQLite connection of its last transaction for its next one
 (``_Idle``): taking a connection from the pool and giving it back cost more than the
 transaction around a statement (measured: about a tenth of an issuance's CPU), and the
@@ -42,6 +42,7 @@ _PG_MIGRATION_LOCK = 0x6365727463746C
 
 SQLITE_BUSY_TIMEOUT_S = 15
 SQLITE_MAX_OVERFLOW = 100
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 class WriteLockTimeoutError(RuntimeError):
@@ -51,10 +52,16 @@ class WriteLockTimeoutError(RuntimeError):
 class Database:
     """The one handle on the store; everything above uses ``read()`` and ``write()``."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> None:
+        """``synchronous``: SQLite's, FULL or NORMAL (``CERTCTL_SQLITE_SYNCHRONOUS``)."""
+        if synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
-        self.engine = _make_engine(url, pool_size=pool_size, sqlite=self.is_sqlite)
+        self.synchronous = synchronous
+        self.engine = _make_engine(
+            url, pool_size=pool_size, sqlite=self.is_sqlite, synchronous=synchronous
+        )
         # The same pool; a connection taken through this one is in autocommit until it is
         # returned (SQLAlchemy resets the isolation level on check-in, without a round trip).
         self._autocommit = (
@@ -210,7 +217,7 @@ class _Slot:
             self.conn.close()
 
 
-def _make_engine(url: str, *, pool_size: int, sqlite: bool) -> Engine:
+def _make_engine(url: str, *, pool_size: int, sqlite: bool, synchronous: str) -> Engine:
     if not sqlite:
         return create_engine(
             url,
@@ -222,14 +229,15 @@ def _make_engine(url: str, *, pool_size: int, sqlite: bool) -> Engine:
         )
     # Every thread that uses the store keeps a connection (_Idle): SQLite's cost little,
     # so the pool may grow well past the threads a process runs.
-    return _sqlite_engine(create_engine(url, pool_size=pool_size, max_overflow=SQLITE_MAX_OVERFLOW))
+    engine = create_engine(url, pool_size=pool_size, max_overflow=SQLITE_MAX_OVERFLOW)
+    return _sqlite_engine(engine, synchronous)
 
 
 def _migration_engine(url: str) -> Engine:
     """SQLite for Alembic, which begins a transaction per migration on SQLite (no
     transactional DDL) through SQLAlchemy alone: a "begin" listener turns each into a
     real SQLite transaction, so a migration that fails leaves nothing half done."""
-    engine = _sqlite_engine(create_engine(url, poolclass=NullPool))
+    engine = _sqlite_engine(create_engine(url, poolclass=NullPool), "FULL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -238,7 +246,7 @@ def _migration_engine(url: str) -> Engine:
     return engine
 
 
-def _sqlite_engine(engine: Engine) -> Engine:
+def _sqlite_engine(engine: Engine, synchronous: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         # We issue BEGIN ourselves (_sqlite_begin); pysqlite's implicit transactions would not
@@ -246,12 +254,12 @@ def _sqlite_engine(engine: Engine) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit reaches the disk (the WAL is fsynced) before the answer that
-        # depends on it leaves. With NORMAL a power loss or an OS crash can take back the
-        # last transactions (sqlite.org/pragma.html#pragma_synchronous): an acknowledged
-        # revocation, or the serial recorded before signing (RFC 8555 §7.4 finalize).
-        # PostgreSQL's default (synchronous_commit=on) gives the same promise.
-        cur.execute("PRAGMA synchronous=FULL")
+        # FULL (the default): every commit reaches the disk (the WAL is fsynced) before
+        # the answer that depends on it leaves. With NORMAL a power loss or an OS crash
+        # can take back the last transactions (sqlite.org/pragma.html#pragma_synchronous):
+        # an acknowledged revocation, or the serial recorded before signing (RFC 8555
+        # §7.4 finalize). PostgreSQL's default (synchronous_commit=on) promises as FULL.
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

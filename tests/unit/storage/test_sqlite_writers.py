@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -58,6 +59,15 @@ def test_writers_of_one_process_never_meet_the_busy_handler(tmp_path: Path) -> N
     with db.read() as conn:
         assert sorted(conn.execute(text("SELECT v FROM t")).scalars()) == [1, 2, 3, 4, 5]
     db.dispose()
+
+
+def test_normal_is_the_operators_choice_and_nothing_else_is_taken(tmp_path: Path) -> None:
+    db = Database(f"sqlite+pysqlite:///{tmp_path / 'n.db'}", synchronous="NORMAL")
+    db.migrate()
+    with db.write() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+    with pytest.raises(ValueError):
+        Database(f"sqlite+pysqlite:///{tmp_path / 'x.db'}", synchronous="OFF")
 
 
 def test_sqlite_commits_are_durable(tmp_path: Path) -> None:
