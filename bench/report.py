@@ -259,7 +259,9 @@ class _Report:
             if self.opts["quick"]
             else f"full run, medians of {self.nruns} runs"
         )
-        self.add(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({mode}).")
+        finished = self.opts.get("finished_at")
+        when = time.gmtime(float(finished) if finished is not None else None)
+        self.add(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', when)} ({mode}).")
         self.add(f"- Command: `{self.opts['command']}` ({self.elapsed_s / 60:.0f} min).")
         self.add(
             f"- Machine: {self.ncpu} CPUs (`nproc`), {_cpu_model()}; Linux {platform.release()}; "
@@ -563,6 +565,9 @@ class _Report:
         self.add(
             "- certctl runs with its rate limits turned off (`CERTCTL_PKI_RATE_LIMIT_PER_SECOND=0`"
             " and `CERTCTL_ACME_SERVER_RATE_LIMIT_*=0`): the whole load comes from one address."
+            " Everything else is as it ships: on SQLite every commit is fsynced before its"
+            " answer (`CERTCTL_SQLITE_SYNCHRONOUS=FULL`), so the issuance POSTs run on the"
+            " handler threads; Pebble keeps everything in memory and syncs nothing."
         )
         self.add(
             "- The ramp grows to the expected flow latency (users ÷ best rate so far, at most "

@@ -669,7 +669,10 @@ def _load(path: Path) -> tuple[dict[str, list[RunStats]], dict[str, str], dict[s
             )
             for r in runs
         ]
-    return results, data["skipped"], data["options"], float(data["elapsed_s"])
+    options = data["options"]
+    # Saved before the run's end was recorded: the file was written as the run ended.
+    options.setdefault("finished_at", path.stat().st_mtime)
+    return results, data["skipped"], options, float(data["elapsed_s"])
 
 
 def _write_report(
@@ -715,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in configs:
                 results[key].append(run_target(key, run_index, opts, root))
     summary["host_speed_s"] = [speed_before, host_speed_s()]
+    summary["finished_at"] = time.time()  # the report's date, also when rendered later
     elapsed = time.time() - started
     say(f"done in {elapsed / 60:.1f} min; writing {opts.output}")
     if opts.json_path is not None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 from bench import hostspeed, report, run
 
@@ -24,3 +28,18 @@ def test_the_yardstick_measures_something(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(hostspeed, "HOST_SPEED_LOOP", 1000)
     seconds = hostspeed.host_speed_s()
     assert 0 < seconds < 1
+
+
+def test_the_date_is_the_runs_not_the_renders() -> None:
+    summary = run.opts_summary(run.parse_args(["--quick"]))
+    summary["finished_at"] = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+    assert "- Date: 2027-01-15 08:00 UTC" in report.render({}, {}, summary, 60.0)
+
+
+def test_a_report_saved_before_the_date_was_kept_takes_the_files_time(tmp_path: Path) -> None:
+    saved = tmp_path / "bench.json"
+    summary = run.opts_summary(run.parse_args(["--quick"]))
+    saved.write_text(json.dumps({"results": {}, "skipped": {}, "options": summary, "elapsed_s": 1}))
+    os.utime(saved, (1_800_000_000, 1_800_000_000))
+    _, _, options, _ = run._load(saved)
+    assert options["finished_at"] == 1_800_000_000
