@@ -33,6 +33,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
+from certctl.config import SQLITE_SYNCHRONOUS
+
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,7 +44,6 @@ _PG_MIGRATION_LOCK = 0x6365727463746C
 
 SQLITE_BUSY_TIMEOUT_S = 15
 SQLITE_MAX_OVERFLOW = 100
-SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 class WriteLockTimeoutError(RuntimeError):
