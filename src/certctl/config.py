@@ -268,6 +268,7 @@ ENV_VARS: tuple[str, ...] = (
     "CERTCTL_REDIS_URL",
 )
 
+# SQLite's PRAGMA synchronous values an operator may choose (storage.db applies them).
 SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 CA_KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 

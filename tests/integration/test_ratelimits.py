@@ -282,6 +282,21 @@ def test_concurrent_orders(open_wire: Wire) -> None:
     assert wire.new_order(who, "c4.rl.example.test").status_code == 429
 
 
+def test_a_replayed_new_order_trips_no_limit(open_wire: Wire) -> None:
+    """The nonce is spent before any limit is consulted: a replay at the open-orders cap
+    is badNonce and the trip metric does not count it."""
+    wire = open_wire
+    who = account(wire)
+    payload = {"identifiers": [{"type": "dns", "value": "r1.rl.example.test"}]}
+    header = wire.header(who.key, wire["newOrder"], kid=who.url)
+    body = flattened(who.key, header, json.dumps(payload).encode())
+    assert wire.post(wire["newOrder"], body).status_code == 201
+    wire.ready_order(who, "r2.rl.example.test")  # the account is at its cap of 2 now
+    before = trips(wire, "concurrent_orders")
+    assert_problem(wire.post(wire["newOrder"], body), 400, "badNonce", wire.directory_url)
+    assert trips(wire, "concurrent_orders") == before
+
+
 def test_concurrent_new_orders_cannot_overshoot(open_wire: Wire) -> None:
     wire = open_wire
     who = account(wire)

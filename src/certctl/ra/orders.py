@@ -96,7 +96,7 @@ def new_order(
     spend: PendingSpend | None = None,
 ) -> OrderView:
     """``spend``: the request's nonce, spent in the insert's transaction (ra.replay), or
-    before the hourly allowance is taken when one is."""
+    before any rate limit is consulted when one applies."""
     identifiers = parse_identifiers(
         payload.get("identifiers"), max_count=profile.identifier_policy.max_identifiers
     )
@@ -132,11 +132,12 @@ def new_order(
     # open orders again, exactly, under the account's lock in the insert's transaction.
     # The cap is read before any transaction: never a second connection inside one.
     cap = limits.concurrent_orders_cap(account.id, profile.id)
+    if cap > 0 or limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
+        # A replayed request must not reach a limit: neither trip it nor use it up.
+        spend_first(ctx, spend)
     if cap > 0:
         with ctx.db.read() as conn:
             limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
-    if limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
-        spend_first(ctx, spend)  # a replayed request must not use up the allowance
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
     with write_spending(ctx, spend) as conn:
         limits.open_orders(conn, account.id, profile.id, now, cap=cap)

@@ -162,10 +162,8 @@ class RateLimits:
 
     def new_order_counted(self, account_id: str, profile_id: str, *, renewal_due: bool) -> bool:
         """Whether ``new_order`` would spend some of an hourly allowance."""
-        if renewal_due:
-            return False
-        limit = Limit.ORDERS_PER_HOUR
-        return self.value(limit, account_id=account_id, profile_id=profile_id) > 0
+        hourly = self.value(Limit.ORDERS_PER_HOUR, account_id=account_id, profile_id=profile_id)
+        return not renewal_due and hourly > 0
 
     def open_orders(
         self,

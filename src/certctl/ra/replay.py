@@ -14,8 +14,8 @@ transaction that acts for it. Whoever defers settles afterwards: if the operatio
 before spending, or only read, the nonce is spent on its own then, before any answer
 leaves, and an operation whose spend found the nonce used or the account changed
 (``NonceRaceError``) is rolled back and redone after the ordinary spend. An operation
-with an effect outside the database before that transaction (newOrder taking an hourly
-allowance) spends the nonce first (``spend_first``), so a replay never reaches it.
+that consults a rate limit before that transaction (newOrder) spends the nonce first
+(``spend_first``), so a replay neither trips a limit nor uses up an allowance.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from certctl.config import SQLITE_SYNCHRONOUS
+from certctl.config import SQLITE_SYNCHRONOUS  # config is light: it imports only domain
 
 log = logging.getLogger(__name__)
 
