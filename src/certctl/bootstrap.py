@@ -37,10 +37,17 @@ class Runtime:
         return RAContext(self.db, self.clock, self.settings.acme)
 
 
-def open_runtime(settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> Runtime:
-    """Open the store (migrating it when asked) and load, or on first start create, the CA."""
+def open_runtime(
+    settings: Settings, *, clock: Clock = utc_now, migrate: bool = True, group_commit: bool = False
+) -> Runtime:
+    """Open the store (migrating it when asked) and load, or on first start create, the CA.
+    ``group_commit``: see ``Database`` (the server with one worker)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.effective_database_url,
+        synchronous=settings.sqlite_synchronous,
+        group_commit=group_commit,
+    )
     if migrate:
         db.migrate()
     ca = load_or_create_ca(settings.data_dir, key_type=settings.ca_key_type, clock=clock)

@@ -14,13 +14,16 @@ An application that takes one returns a ``QuickPost``: the protocol gathers the 
 (within ``body_timeout``) and writes what ``answer`` returns. ``answer`` runs on the event
 loop when the post has no ``executor`` (the application takes those only when their
 answer waits on nothing but local work), else on that executor, while later requests of
-the connection wait their turn.
+the connection wait their turn. An answer made on the loop may still have to wait for
+something before it leaves (``held``: the disk, for a store that syncs its commits in
+groups); later requests of the connection wait for that too.
 
 This module is the seam only; it imports nothing of certctl's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from http import HTTPStatus
@@ -67,6 +70,11 @@ class QuickPost(Protocol):
 
     def too_slow(self) -> QuickAnswer:
         """The answer when the body did not arrive in time (the connection then closes)."""
+        ...
+
+    def held(self) -> asyncio.Future[None] | None:
+        """After ``answer`` ran on the event loop: None to write the answer now, else a
+        future of the loop to write it after (the connection ends if that fails)."""
         ...
 
 

@@ -424,18 +424,40 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
             return
         try:
             answer = post.answer(body)
+            held = post.held()
         except Exception:  # answer() handles its own errors: this is a bug of ours
             log.exception("quick POST failed")
             self.transport.abort()
             return
-        self._write_quick(answer, send_body=True, keep_alive=keep_alive)
+        if held is None:
+            self._write_quick(answer, send_body=True, keep_alive=keep_alive)
+            return
+        # Made on the event loop, the answer waits for the disk (its commits, or what it
+        # read, not synced yet) without holding up the loop.
+        cycle = self._stand_in(keep_alive)
+        held.add_done_callback(lambda done: self._post_held(cycle, answer, done))
 
     def _answer_post_later(self, post: QuickPost, body: bytes, keep_alive: bool) -> None:
-        """Run ``post.answer`` on its executor. Meanwhile a cycle of uvicorn's stands for
-        this request as the one in flight, so a later request of the connection is queued
-        behind it (uvicorn's pipeline) and shutdown waits for it; it completes when the
-        answer is written, and uvicorn then starts the next request or the idle timer."""
+        """Run ``post.answer`` on its executor."""
         assert post.executor is not None
+        cycle = self._stand_in(keep_alive)
+        try:
+            future = self.loop.run_in_executor(post.executor, post.answer, body)
+        except RuntimeError:
+            # The handler threads are shut down (the server is stopping): no answer can
+            # be made, so the connection ends rather than waiting for one.
+            log.warning("quick POST dropped: the server is shutting down")
+            cycle.response_complete = True
+            self.transport.abort()
+            return
+        future.add_done_callback(lambda done: self._post_answered(cycle, done))
+
+    def _stand_in(self, keep_alive: bool) -> RequestResponseCycle:
+        """While a quick POST's answer is to come (made on a thread, or waiting for the
+        disk), a cycle of uvicorn's stands for the request as the one in flight, so a
+        later request of the connection is queued behind it (uvicorn's pipeline) and
+        shutdown waits for it; it completes when the answer is written, and uvicorn then
+        starts the next request or the idle timer."""
         cycle = RequestResponseCycle(
             scope={"type": "http", "method": "POST"},  # type: ignore[typeddict-item]
             transport=self.transport,
@@ -451,29 +473,37 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         )
         cycle.more_body = False
         self.cycle = cycle
-        try:
-            future = self.loop.run_in_executor(post.executor, post.answer, body)
-        except RuntimeError:
-            # The handler threads are shut down (the server is stopping): no answer can
-            # be made, so the connection ends rather than waiting for one.
-            log.warning("quick POST dropped: the server is shutting down")
-            cycle.response_complete = True
-            self.transport.abort()
-            return
-        future.add_done_callback(lambda done: self._post_answered(cycle, done))
+        return cycle
 
     def _post_answered(
         self, cycle: RequestResponseCycle, done: asyncio.Future[QuickAnswer]
     ) -> None:
-        cycle.response_complete = True
-        if cycle.disconnected or self.transport.is_closing():
-            return  # the client left: nobody reads the answer
         try:
             answer = done.result()
         except Exception:  # answer() handles its own errors: this is a bug of ours
+            cycle.response_complete = True
             log.exception("quick POST failed")
             self.transport.abort()
             return
+        self._write_later(cycle, answer)
+
+    def _post_held(
+        self, cycle: RequestResponseCycle, answer: QuickAnswer, done: asyncio.Future[None]
+    ) -> None:
+        error = done.exception()
+        if error is not None:
+            # What the answer reports may not survive a crash: it is not sent, and the
+            # connection ends (the client retries; the store logged the cause).
+            cycle.response_complete = True
+            log.error("quick POST not answered: %s", error)
+            self.transport.abort()
+            return
+        self._write_later(cycle, answer)
+
+    def _write_later(self, cycle: RequestResponseCycle, answer: QuickAnswer) -> None:
+        cycle.response_complete = True
+        if cycle.disconnected or self.transport.is_closing():
+            return  # the client left: nobody reads the answer
         # shutdown() may have turned keep-alive off meanwhile.
         self._write_answer(answer, send_body=True, keep_alive=cycle.keep_alive)
         if not cycle.keep_alive:

@@ -11,6 +11,7 @@ logged; only a process killed outright loses the last ``ACCESS_FLUSH_S`` of acce
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -217,6 +218,9 @@ class _LoggedPost:
 
     def too_slow(self) -> QuickAnswer:
         return self._logged(self._post.too_slow())
+
+    def held(self) -> asyncio.Future[None] | None:
+        return self._post.held()
 
     def _logged(self, answer: QuickAnswer) -> QuickAnswer:
         request = self._request

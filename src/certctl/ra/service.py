@@ -4,6 +4,7 @@ call here per request; this facade hands each to the module that owns it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from time import monotonic
 from typing import Any
@@ -31,6 +32,11 @@ from certctl.ra import (
 from certctl.ra.context import RAContext
 from certctl.ra.orders import OrderView
 from certctl.ra.ratelimits import RateLimits
+from certctl.storage import durable
+from certctl.storage.durable import Hold
+
+# Hold is the front end's too (wfe may not import storage).
+__all__ = ["PROFILE_CACHE_SECONDS", "Hold", "RegistrationAuthority"]
 
 PROFILE_CACHE_SECONDS = 1.0
 
@@ -57,6 +63,12 @@ class RegistrationAuthority:
         self.new_nonce: Callable[[], str] = nonce_codec.issue
         self._profiles: dict[str, tuple[float, Profile]] = {}
         self._accounts = accounts.AccountCache()
+
+    @staticmethod
+    def hold_commits() -> AbstractContextManager[Hold]:
+        """For a request answered on the event loop: its reads and writes do not wait for
+        the disk there; the answer waits for ``hold.pending()`` before it is written."""
+        return durable.hold()
 
     # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
     def check_nonce(self, nonce: str) -> datetime:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from certctl.config import SQLITE_SYNCHRONOUS  # config is light: it imports only domain
+from certctl.storage.durable import WalSyncer
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,33 @@ class WriteLockTimeoutError(RuntimeError):
 class Database:
     """The one handle on the store; everything above uses ``read()`` and ``write()``."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> None:
-        """``synchronous``: SQLite's, FULL or NORMAL (``CERTCTL_SQLITE_SYNCHRONOUS``)."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        synchronous: str = "FULL",
+        group_commit: bool = False,
+    ) -> None:
+        """``synchronous``: SQLite's, FULL or NORMAL (``CERTCTL_SQLITE_SYNCHRONOUS``).
+        ``group_commit``: keep FULL's promise with one WAL sync for many commits
+        (``certctl.storage.durable``); only for a process that is the file's only writer
+        that answers clients (the server with one worker)."""
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+        parsed = make_url(url)
         self.url = url
-        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.synchronous = synchronous
+        file = parsed.database if self.is_sqlite else None
+        grouped = group_commit and synchronous == "FULL" and file not in (None, "", ":memory:")
+        self.syncer = WalSyncer(str(file)) if grouped else None
         self.engine = _make_engine(
-            url, pool_size=pool_size, sqlite=self.is_sqlite, synchronous=synchronous
+            url,
+            pool_size=pool_size,
+            sqlite=self.is_sqlite,
+            # Grouped: SQLite writes the WAL at COMMIT and the syncer makes it durable.
+            synchronous="NORMAL" if grouped else synchronous,
         )
         # The same pool; a connection taken through this one is in autocommit until it is
         # returned (SQLAlchemy resets the isolation level on check-in, without a round trip).
@@ -71,6 +90,12 @@ class Database:
         self._writer = threading.RLock()
         self._idle = _Idle() if self.is_sqlite else None
 
+    @property
+    def commits_wait_for_the_disk(self) -> bool:
+        """A COMMIT blocks its thread on an fsync (SQLite, FULL, without group commit):
+        the event loop must not run one."""
+        return self.is_sqlite and self.synchronous == "FULL" and self.syncer is None
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Reads only. On SQLite one transaction (one snapshot); on PostgreSQL each statement
@@ -79,9 +104,15 @@ class Database:
             with self._autocommit.connect() as conn:
                 yield conn
             return
-        with self._sqlite_connection() as conn, conn.begin():
-            _sqlite_begin(conn, "BEGIN DEFERRED")
-            yield conn
+        syncer = self.syncer
+        try:
+            with self._sqlite_connection() as conn, conn.begin():
+                _sqlite_begin(conn, "BEGIN DEFERRED")
+                yield conn
+        finally:
+            if syncer is not None:
+                # What it read may include commits not yet on the disk (durable).
+                syncer.settle(syncer.visible())
 
     @contextmanager
     def _sqlite_connection(self) -> Iterator[Connection]:
@@ -121,12 +152,26 @@ class Database:
         # 100 ms; only writers of other processes (workers, the CLI) still meet it.
         if not self._writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
             raise WriteLockTimeoutError(f"no SQLite write lock within {SQLITE_BUSY_TIMEOUT_S} s")
+        syncer = self.syncer
+        n = 0
         try:
-            with self._sqlite_connection() as conn, conn.begin():
+            with self._sqlite_connection() as conn, conn.begin() as transaction:
                 _sqlite_begin(conn, "BEGIN IMMEDIATE")
                 yield conn
+                if syncer is not None:
+                    # Counted before the COMMIT: a reader that sees it sees the count.
+                    n = syncer.begin_commit()
+                    try:
+                        transaction.commit()
+                    finally:
+                        syncer.end_commit(n)
         finally:
             self._writer.release()
+            # After the lock: the next writers commit while this one waits for the
+            # disk, and one sync then covers them all (a failed transaction waits for
+            # what it may have read: its refusal can depend on it).
+            if syncer is not None:
+                syncer.settle(n or syncer.visible())
 
     def migrate(self) -> None:
         """Apply migrations to head. Idempotent, and safe when replicas start together:
@@ -176,6 +221,8 @@ class Database:
     def dispose(self) -> None:
         self.release_idle()
         self.engine.dispose()
+        if self.syncer is not None:
+            self.syncer.close()
 
 
 class _Idle(threading.local):

@@ -17,6 +17,7 @@ and the thread hop were together about a fifth of the server's CPU per certifica
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from concurrent.futures import Executor
@@ -28,6 +29,7 @@ from starlette.datastructures import URL
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.model import Profile
 from certctl.fastpath import QuickAnswer, QuickRequest, render, render_raw
+from certctl.ra.service import Hold
 from certctl.wfe import handlers as h
 from certctl.wfe.routes import (
     BODY_TIMEOUT_S,
@@ -218,7 +220,7 @@ class QuickAcme:
 class QuickPost:
     """A POST taken at head time (``certctl.fastpath.QuickPost``)."""
 
-    __slots__ = ("_profile", "_request", "_route", "_started", "_state", "executor")
+    __slots__ = ("_held", "_profile", "_request", "_route", "_started", "_state", "executor")
     body_timeout = BODY_TIMEOUT_S
 
     def __init__(
@@ -236,11 +238,25 @@ class QuickPost:
         self._request = request
         self._profile = profile
         self._started = started
+        self._held: Hold | None = None
 
     def answer(self, body: bytes) -> QuickAnswer:
         request = dataclasses.replace(self._request, body=body)
-        response = respond_sync(self._state, self._route, request, self._profile, self._started)
+        if self.executor is None:
+            # On the event loop: commits and reads do not wait for the disk here, the
+            # answer does (held); on a handler thread the store waits in place.
+            with self._state.ra.hold_commits() as self._held:
+                response = respond_sync(
+                    self._state, self._route, request, self._profile, self._started
+                )
+        else:
+            response = respond_sync(self._state, self._route, request, self._profile, self._started)
         return render_raw(response.status_code, response.raw_headers, bytes(response.body))
+
+    def held(self) -> asyncio.Future[None] | None:
+        """What the answer must wait for before it is written: the disk, for commits it
+        made or read that are not on it yet (certctl.storage.durable)."""
+        return None if self._held is None else self._held.pending()
 
     def too_slow(self) -> QuickAnswer:
         err = AcmeError(ProblemType.MALFORMED, "request body too slow", status=408)

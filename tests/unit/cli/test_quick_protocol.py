@@ -45,6 +45,9 @@ class _Post:
         self.app.seen.append(f"too slow {self.request.path}")
         return render(408, [("content-type", "text/plain")], b"too slow")
 
+    def held(self) -> asyncio.Future[None] | None:
+        return self.app.hold
+
 
 class _App:
     """An ASGI app (answers ``slow <path>``) with an ``answer_now`` for paths under /q and
@@ -63,6 +66,7 @@ class _App:
         self.executor = executor  # None: answered on the event loop
         self.delay = 0.0
         self.offered: list[QuickRequest] = []
+        self.hold: asyncio.Future[None] | None = None  # what a loop answer waits for
 
     def accept_post(self, request: QuickRequest) -> _Post | None:
         self.offered.append(request)
@@ -583,3 +587,40 @@ def test_a_post_arriving_after_the_threads_stopped_ends_the_connection() -> None
     assert written == b""
     assert closed
     assert done  # shutdown does not wait for an answer that cannot come
+
+
+def test_an_answer_held_for_the_disk_is_written_after_it_and_keeps_its_place() -> None:
+    app = _App()
+    data = _post("/p/1", b"a") + _get("/q/2")
+
+    async def run() -> tuple[bytes, bytes, bool]:
+        app.hold = asyncio.get_running_loop().create_future()
+        _, _, protocol = await _feed(app, [data])
+        await asyncio.sleep(0.05)
+        transport = protocol.transport
+        before = bytes(transport.written)  # type: ignore[attr-defined]
+        app.hold.set_result(None)
+        await asyncio.sleep(0.05)
+        return before, bytes(transport.written), transport.closed  # type: ignore[attr-defined]
+
+    before, after, closed = asyncio.run(run())
+    assert before == b""  # neither the answer nor the request behind it went first
+    bodies = re.findall(rb"(?:posted|quick|slow) /[a-z0-9/]+(?: a)?", after)
+    assert bodies == [b"posted /p/1 a", b"slow /q/2"], after
+    assert not closed
+
+
+def test_an_answer_whose_hold_fails_is_not_written_and_the_connection_ends() -> None:
+    app = _App()
+
+    async def run() -> tuple[bytes, bool]:
+        app.hold = asyncio.get_running_loop().create_future()
+        _, _, protocol = await _feed(app, [_post("/p", b"x")])
+        app.hold.set_exception(RuntimeError("the disk failed"))
+        await asyncio.sleep(0.05)
+        transport = protocol.transport
+        return bytes(transport.written), transport.closed  # type: ignore[attr-defined]
+
+    written, closed = asyncio.run(run())
+    assert written == b""
+    assert closed

@@ -1,0 +1,260 @@
+"""Group commit for a SQLite server process: commits reach the disk before any answer
+that depends on them leaves, with one fsync for all the commits made meanwhile.
+
+With ``synchronous=FULL`` SQLite fsyncs the WAL inside every COMMIT, while the writer's
+lock is held and, on the event loop, while every connection of the worker waits. Here
+the connections commit with ``synchronous=NORMAL`` (the WAL is written, not synced; a
+crash keeps the database consistent but may take back the last commits,
+sqlite.org/wal.html#fast) and a thread of this module fdatasyncs the WAL file once for
+every commit made since its last sync. Whatever has been answered is then on the disk,
+as with FULL, because nothing is answered before the sync that covers it:
+
+- a writer waits for the sync of its own commit;
+- a reader waits for the sync of every commit it could have seen: a commit is counted
+  (``begin_commit``) before its COMMIT runs, so a reader that ends after seeing it also
+  sees the count;
+- a writer or reader on the event loop does not wait: it notes what it needs
+  (``hold``), and the answer is written once the sync is done (``WalSyncer.future``).
+
+What this cannot cover is another process: it reads this process's commits as soon as
+they are made. The server therefore uses this only when it is one process (one worker);
+see docs/acme-server.md, storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class DurabilityError(RuntimeError):
+    """The WAL could not be synced: commits that were made may not survive a crash."""
+
+
+class Hold:
+    """What the event loop's answer must wait for: the sync of commit ``needed``."""
+
+    __slots__ = ("needed", "syncer")
+
+    def __init__(self) -> None:
+        self.needed = 0
+        self.syncer: WalSyncer | None = None
+
+    def pending(self) -> asyncio.Future[None] | None:
+        """None when nothing noted waits for a sync, else a future of the running loop
+        that is done (or fails with ``DurabilityError``) when it has been made."""
+        if self.syncer is None:
+            return None
+        return self.syncer.future(self.needed)
+
+
+_HOLD: ContextVar[Hold | None] = ContextVar("certctl_durable_hold", default=None)
+
+
+@contextmanager
+def hold() -> Iterator[Hold]:
+    """Within this block, on this thread or task, reads and writes of a grouped store do
+    not wait for their sync: they note it in the hold, and the caller waits for
+    ``hold.syncer.future(hold.needed)`` before answering (if ``hold.syncer`` is set)."""
+    noted = Hold()
+    token = _HOLD.set(noted)
+    try:
+        yield noted
+    finally:
+        _HOLD.reset(token)
+
+
+class WalSyncer:
+    """The counts of one process's commits to one SQLite file and the thread that syncs
+    its WAL. Commits are made one at a time (the process's writer lock), so commit ``n``
+    ended means commits 1..n have ended."""
+
+    def __init__(self, db_path: str) -> None:
+        self.wal_path = f"{db_path}-wal"
+        self._dir = str(Path(db_path).resolve().parent)
+        self._cond = threading.Condition(threading.Lock())
+        self._begun = 0  # commits counted, possibly still running
+        self._ended = 0  # commits whose COMMIT has returned (or failed)
+        self._synced = 0  # commits on the disk
+        self._wanted = 0  # the highest commit someone waits for
+        self._failed: DurabilityError | None = None
+        self._failed_upto = 0  # commits the failed sync should have covered
+        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._wal_inode: int | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.syncs = 0  # fdatasync calls made (tests, metrics)
+
+    # -- the writers' side -----------------------------------------------------------
+
+    def begin_commit(self) -> int:
+        """Count a commit about to run; its number, for ``end_commit`` and ``settle``."""
+        with self._cond:
+            self._begun += 1
+            return self._begun
+
+    def end_commit(self, n: int) -> None:
+        """Commit ``n`` has returned (or failed: a sync then costs nothing but time)."""
+        with self._cond:
+            self._ended = n
+            if self._wanted > self._synced:
+                self._cond.notify_all()
+
+    def visible(self) -> int:
+        """The highest commit a transaction ending now may have seen."""
+        return self._begun
+
+    # -- the waiters' side -----------------------------------------------------------
+
+    def settle(self, n: int) -> None:
+        """Make commit ``n`` durable before the caller answers: wait here, or note it in
+        the caller's hold when there is one (the event loop)."""
+        if n <= self._synced:
+            return
+        noted = _HOLD.get()
+        if noted is not None:
+            noted.syncer = self
+            noted.needed = max(noted.needed, n)
+            return
+        self.wait(n)
+
+    def wait(self, n: int) -> None:
+        """Block until commit ``n`` is on the disk."""
+        with self._cond:
+            self._want(n)
+            while self._synced < n:
+                self._raise_if_failed(n)
+                if self._closed:
+                    raise DurabilityError("the store is closed")
+                self._cond.wait()
+
+    def future(self, n: int) -> asyncio.Future[None]:
+        """A future of the running loop, done when commit ``n`` is on the disk."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self._synced >= n:
+                fut.set_result(None)
+                return fut
+            if self._failed is not None and n <= self._failed_upto:
+                fut.set_exception(self._failed)
+                return fut
+            if self._closed:
+                fut.set_exception(DurabilityError("the store is closed"))
+                return fut
+            self._waiting.setdefault(loop, []).append((n, fut))
+            self._want(n)
+        return fut
+
+    def _want(self, n: int) -> None:
+        # Caller holds the condition.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wal-sync", daemon=True)
+            self._thread.start()
+        if n > self._wanted:
+            self._wanted = n
+            self._cond.notify_all()
+
+    def _raise_if_failed(self, n: int) -> None:
+        if self._failed is not None and n <= self._failed_upto:
+            raise self._failed
+
+    # -- the syncing thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                # Sync when someone waits for a commit that has ended and is not synced.
+                while not self._closed and not (
+                    self._wanted > self._synced and self._ended > self._synced
+                ):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                upto = self._ended
+            error: DurabilityError | None = None
+            try:
+                self._sync()
+            except Exception as exc:  # an OSError; anything else must not end the thread
+                # After a failed fsync the kernel may have dropped the dirty pages: what
+                # was committed meanwhile cannot be promised (the waiters fail).
+                log.critical("cannot sync the SQLite WAL %s: %s", self.wal_path, exc)
+                error = DurabilityError(f"cannot sync the SQLite WAL: {exc}")
+            with self._cond:
+                if error is None:
+                    self._synced = max(self._synced, upto)
+                else:
+                    self._failed, self._failed_upto = error, upto
+                self._cond.notify_all()
+                ready = self._take_ready(upto)
+            for loop, futures in ready.items():
+                # A closed loop raises RuntimeError: nobody waits for those answers now.
+                with suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle_futures, futures, error)
+
+    def _take_ready(self, upto: int) -> dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]:
+        ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for loop, pending in list(self._waiting.items()):
+            done = [fut for n, fut in pending if n <= upto]
+            if done:
+                ready[loop] = done
+                rest = [(n, fut) for n, fut in pending if n > upto]
+                if rest:
+                    self._waiting[loop] = rest
+                else:
+                    del self._waiting[loop]
+        return ready
+
+    def _sync(self) -> None:
+        try:
+            fd = os.open(self.wal_path, os.O_RDONLY)
+        except FileNotFoundError:
+            # No WAL: the last connection to close checkpointed it into the database
+            # file and synced that (any synchronous setting but OFF) before removing it.
+            return
+        try:
+            os.fdatasync(fd)
+            self.syncs += 1
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._wal_inode:
+            # A WAL file new to us: its directory entry must reach the disk too, or a
+            # crash could lose the file with the commits in it.
+            dir_fd = os.open(self._dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._wal_inode = inode
+
+    def close(self) -> None:
+        """Stop the thread; whoever still waits is told the store is closed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            pending, self._waiting = self._waiting, {}
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        closed = DurabilityError("the store is closed")
+        for loop, waits in pending.items():
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_futures, [fut for _, fut in waits], closed)
+
+
+def _settle_futures(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for fut in futures:
+        if fut.done():
+            continue  # cancelled: the connection went away
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
