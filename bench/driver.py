@@ -1,8 +1,12 @@
 """The load driver: an asyncio ACME client built for load, one per driver process.
 
-A driver process holds one ``httpx.AsyncClient`` (HTTP/1.1, keep-alive, verifying the
-target's TLS chain), a set of virtual users each with its own ES256 account, and pools of
-pre-generated CSRs and account keys. It obeys commands from the orchestrator
+A driver process holds a set of virtual users, each with its own ES256 account and its
+own connection (an ``httpx.AsyncClient`` of one HTTP/1.1 keep-alive connection, verifying
+the target's TLS chain), as each ACME client process has; and pools of pre-generated
+CSRs and account keys. One client shared by all users was the first design: httpcore's
+pool then does work in proportion to its connections, squared for the idle ones, on
+every request, which at 256 users cost more driver CPU than the flows themselves and
+changed with the timing of the server's answers. It obeys commands from the orchestrator
 (:mod:`bench.run`) sent over a pipe, and answers each with a result.
 
 Every request takes its nonce from the ``Replay-Nonce`` of the user's previous response
@@ -141,6 +145,7 @@ class VirtualUser:
     kid: str | None = None
     nonce: str | None = None
     requests: int = 0
+    client: httpx.AsyncClient | None = None  # its own connection, made at first use
 
 
 def _problem_kind(resp: httpx.Response) -> str:
@@ -167,17 +172,33 @@ class Driver:
         self.pool_misses = 0
         self.last_pem: str | None = None
 
-    def _new_client(self) -> httpx.AsyncClient:
+    def _new_client(self, connections: int = 16) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             verify=self.ssl,
             http1=True,
             http2=False,
             trust_env=False,  # loopback only: no proxy from the environment
-            limits=httpx.Limits(max_connections=2048, max_keepalive_connections=2048),
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=None,  # the server decides when an idle connection ends
+            ),
             timeout=httpx.Timeout(self.spec.request_timeout_s),
         )
 
+    def _user_client(self, user: VirtualUser) -> httpx.AsyncClient:
+        if user.client is None:
+            user.client = self._new_client(connections=1)
+        return user.client
+
+    async def _drop_user_clients(self) -> None:
+        for user in self.users:
+            if user.client is not None:
+                await user.client.aclose()
+                user.client = None
+
     async def close(self) -> None:
+        await self._drop_user_clients()
         await self.client.aclose()
 
     # -- pools -------------------------------------------------------------------------
@@ -210,7 +231,7 @@ class Driver:
 
     async def _new_nonce(self, user: VirtualUser) -> str:
         try:
-            resp = await self.client.head(self.directory["newNonce"])
+            resp = await self._user_client(user).head(self.directory["newNonce"])
         except httpx.TimeoutException:
             raise FlowError("timeout") from None
         except httpx.HTTPError as exc:
@@ -240,7 +261,7 @@ class Driver:
             else:
                 body = user.key.sign(url, nonce, body_payload, user.kid)
             try:
-                resp = await self.client.post(url, content=body, headers=JOSE_HEADERS)
+                resp = await self._user_client(user).post(url, content=body, headers=JOSE_HEADERS)
             except httpx.TimeoutException:
                 raise FlowError("timeout") from None
             except httpx.HTTPError as exc:
@@ -389,6 +410,7 @@ class Driver:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 # Hung connections are dropped; the next phase starts with fresh ones.
+                await self._drop_user_clients()
                 await self.client.aclose()
                 self.client = self._new_client()
                 for user in self.users:

@@ -542,8 +542,10 @@ class _Report:
         )
         self.add(
             f"- The driver (`bench/driver.py`) runs in {o['driver_procs']} processes, each "
-            "one asyncio loop with one `httpx.AsyncClient` (HTTP/1.1 keep-alive, verifying "
-            "the server's chain). Requests are flattened JWS signed with ES256; each takes its "
+            "one asyncio loop; each virtual user has a connection of its own, as each ACME "
+            "client process does (an `httpx.AsyncClient` of one HTTP/1.1 keep-alive "
+            "connection, verifying the server's chain). Requests are flattened JWS signed "
+            "with ES256; each takes its "
             "nonce from the previous response's `Replay-Nonce`, a `badNonce` is retried once. "
             "Each virtual user has its own account, registered before the timed phases. CSRs "
             "(fresh P-256 key each) are generated before each level, outside the timed window."

@@ -84,6 +84,7 @@ class WalSyncer:
         self._begun = 0  # commits counted, possibly still running
         self._ended = 0  # commits whose COMMIT has returned (or failed)
         self._synced = 0  # commits on the disk
+        self._tried = 0  # commits the last sync was for, whether it worked or not
         self._wanted = 0  # the highest commit someone waits for
         self._failed: DurabilityError | None = None
         self._failed_upto = 0  # commits the failed sync should have covered
@@ -105,7 +106,7 @@ class WalSyncer:
         """Commit ``n`` has returned (or failed: a sync then costs nothing but time)."""
         with self._cond:
             self._ended = n
-            if self._wanted > self._synced:
+            if self._wanted > self._tried:
                 self._cond.notify_all()
 
     def visible(self) -> int:
@@ -129,11 +130,11 @@ class WalSyncer:
     def wait(self, n: int) -> None:
         """Block until commit ``n`` is on the disk."""
         with self._cond:
-            self._want(n)
             while self._synced < n:
                 self._raise_if_failed(n)
                 if self._closed:
                     raise DurabilityError("the store is closed")
+                self._want(n)
                 self._cond.wait()
 
     def future(self, n: int) -> asyncio.Future[None]:
@@ -172,9 +173,11 @@ class WalSyncer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                # Sync when someone waits for a commit that has ended and is not synced.
+                # Sync when someone waits for a commit that has ended and that no sync
+                # was tried for (a failed one is not retried for the same commits: their
+                # waiters have failed).
                 while not self._closed and not (
-                    self._wanted > self._synced and self._ended > self._synced
+                    self._wanted > self._tried and self._ended > self._tried
                 ):
                     self._cond.wait()
                 if self._closed:
@@ -189,6 +192,7 @@ class WalSyncer:
                 log.critical("cannot sync the SQLite WAL %s: %s", self.wal_path, exc)
                 error = DurabilityError(f"cannot sync the SQLite WAL: {exc}")
             with self._cond:
+                self._tried = upto
                 if error is None:
                     self._synced = max(self._synced, upto)
                 else:
@@ -237,13 +241,18 @@ class WalSyncer:
             self._wal_inode = inode
 
     def close(self) -> None:
-        """Stop the thread; whoever still waits is told the store is closed."""
+        """Stop the thread; whoever waits now is told the store is closed. A store used
+        again afterwards (SQLAlchemy allows it after dispose) starts a new thread."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             pending, self._waiting = self._waiting, {}
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+        with self._cond:
+            self._closed = False
+            self._thread = None
         closed = DurabilityError("the store is closed")
         for loop, waits in pending.items():
             with suppress(RuntimeError):

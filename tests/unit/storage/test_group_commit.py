@@ -31,12 +31,14 @@ class _Disk:
         self.synced_sizes: list[int] = []  # the WAL's size at each sync
         self.entered = threading.Event()
         self._real = os.fdatasync  # the module is os itself: keep the real one
+        self.calls = 0
 
     def hold_back(self) -> None:
         self.entered.clear()
         self.gate.clear()
 
     def fdatasync(self, fd: int) -> None:
+        self.calls += 1
         self.entered.set()
         assert self.gate.wait(10)
         if self.fail is not None:
@@ -258,3 +260,19 @@ def _count(db: Database) -> int:
     assert db.syncer is not None
     with closing(sqlite3.connect(db.syncer.wal_path.removesuffix("-wal"))) as raw:
         return int(raw.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+def test_a_failed_sync_is_not_retried_in_a_loop(db: Database, disk: _Disk) -> None:
+    disk.fail = OSError(5, "Input/output error")
+    before = disk.calls
+    with pytest.raises(DurabilityError):
+        _insert(db, 1)
+    time.sleep(0.2)
+    assert disk.calls - before == 1  # one try for that commit, then the thread sleeps
+
+
+def test_a_store_used_again_after_dispose_syncs_again(db: Database, disk: _Disk) -> None:
+    _insert(db, 1)
+    db.dispose()
+    _insert(db, 2)  # a new syncing thread: the write is answered, not refused
+    assert sorted(_values(db)) == [1, 2]
