@@ -567,9 +567,12 @@ class _Report:
         self.add(
             "- certctl runs with its rate limits turned off (`CERTCTL_PKI_RATE_LIMIT_PER_SECOND=0`"
             " and `CERTCTL_ACME_SERVER_RATE_LIMIT_*=0`): the whole load comes from one address."
-            " Everything else is as it ships: on SQLite every commit is fsynced before its"
-            " answer (`CERTCTL_SQLITE_SYNCHRONOUS=FULL`), so the issuance POSTs run on the"
-            " handler threads; Pebble keeps everything in memory and syncs nothing."
+            " Everything else is as it ships: on SQLite every commit is on the disk before"
+            " an answer that depends on it leaves (`CERTCTL_SQLITE_SYNCHRONOUS=FULL`); one"
+            " worker syncs its commits in groups, one fdatasync of the WAL for the commits"
+            " made meanwhile, and answers the issuance POSTs on its event loop, while two"
+            " workers sync at every COMMIT and answer them on their handler threads; Pebble"
+            " keeps everything in memory and syncs nothing."
         )
         self.add(
             "- The ramp grows to the expected flow latency (users ÷ best rate so far, at most "

@@ -92,7 +92,6 @@ class WalSyncer:
         self._wal_inode: int | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.syncs = 0  # fdatasync calls made (tests, metrics)
 
     # -- the writers' side -----------------------------------------------------------
 
@@ -226,7 +225,6 @@ class WalSyncer:
             return
         try:
             os.fdatasync(fd)
-            self.syncs += 1
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
