@@ -263,7 +263,9 @@ def test_must_staple_profile(served: ServedCertctl, tmp_path: Path) -> None:
     assert re.search(r"TLS Feature:\s*\n\s*status_request", text), text
 
 
-def test_metrics(served: ServedCertctl, http: httpx.Client, tmp_path: Path) -> None:
+def test_metrics(
+    served: ServedCertctl, http: httpx.Client, tmp_path: Path, database_url: str | None
+) -> None:
     leaf = issue(served, tmp_path, "metrics.pki.example.test")
     http.get(leaf.crl_url)
     http.get(f"{leaf.ocsp_url}/{leaf.cert.serial_number:x}")
@@ -271,6 +273,15 @@ def test_metrics(served: ServedCertctl, http: httpx.Client, tmp_path: Path) -> N
     assert re.search(r'^certctl_pki_ocsp_requests_total\{status="good"\} [1-9]', text, re.M)
     assert re.search(r"^certctl_pki_crl_requests_total [1-9]", text, re.M)
     assert re.search(r"^certctl_pki_crl_generations_total [1-9]", text, re.M)
+    if database_url is None:  # SQLite, one worker: group commit
+        commits = re.search(r"^certctl_sqlite_commits_total (\S+)", text, re.M)
+        syncs = re.search(r"^certctl_sqlite_wal_syncs_total (\S+)", text, re.M)
+        assert commits and syncs, text
+        # The issuance committed, and no commit was answered without a sync.
+        assert float(commits[1]) >= float(syncs[1]) >= 1
+        assert re.search(r"^certctl_sqlite_wal_sync_failures_total 0\.0$", text, re.M)
+    else:
+        assert "certctl_sqlite_wal_syncs_total" not in text
 
 
 # -- a tiny rate limit, and several workers ---------------------------------------------

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -232,6 +232,11 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_group_commit(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        """Count SQLite's group commit (one worker): ``stats`` gives (commits, WAL syncs,
+        failed WAL syncs) so far; commits per sync shows how much the grouping saves."""
+        self.registry.register(_GroupCommit(stats))
+
     def exposition(self) -> bytes:
         if os.environ.get(MULTIPROC_ENV):
             registry = CollectorRegistry()
@@ -261,3 +266,24 @@ class Metrics:
 
     def event(self, name: str) -> None:
         self.events[name].inc()
+
+
+class _GroupCommit(Collector):
+    """Read at scrape time from the store's syncer (certctl.storage.durable)."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        commits, syncs, failures = self._stats()
+        yield CounterMetricFamily(
+            "certctl_sqlite_commits", "SQLite write transactions committed", value=commits
+        )
+        yield CounterMetricFamily(
+            "certctl_sqlite_wal_syncs", "fdatasyncs of the SQLite WAL (group commit)", value=syncs
+        )
+        yield CounterMetricFamily(
+            "certctl_sqlite_wal_sync_failures",
+            "fdatasyncs of the SQLite WAL that failed (the answers waiting for them were not sent)",
+            value=failures,
+        )

@@ -92,6 +92,8 @@ class WalSyncer:
         self._wal_inode: int | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._syncs = 0
+        self._sync_failures = 0
 
     # -- the writers' side -----------------------------------------------------------
 
@@ -107,6 +109,11 @@ class WalSyncer:
             self._ended = n
             if self._wanted > self._tried:
                 self._cond.notify_all()
+
+    def stats(self) -> tuple[int, int, int]:
+        """(commits counted, WAL syncs made, WAL syncs failed) since the start."""
+        with self._cond:
+            return self._begun, self._syncs, self._sync_failures
 
     def visible(self) -> int:
         """The highest commit a transaction ending now may have seen."""
@@ -194,8 +201,10 @@ class WalSyncer:
                 self._tried = upto
                 if error is None:
                     self._synced = max(self._synced, upto)
+                    self._syncs += 1
                 else:
                     self._failed, self._failed_upto = error, upto
+                    self._sync_failures += 1
                 self._cond.notify_all()
                 ready = self._take_ready(upto)
             for loop, futures in ready.items():

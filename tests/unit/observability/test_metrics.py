@@ -129,3 +129,14 @@ def test_the_buckets_are_the_documented_ones() -> None:
         if name == f"{LATENCY_NAME}_bucket"
     }
     assert len(bounds) == len(LATENCY_BUCKETS) + 1
+
+
+def test_group_commit_counts_are_read_at_scrape_time() -> None:
+    counts = [(0, 0, 0)]
+    metrics = Metrics()
+    metrics.watch_group_commit(lambda: counts[0])
+    counts[0] = (12, 5, 1)
+    text = metrics.exposition().decode()
+    assert "certctl_sqlite_commits_total 12.0" in text
+    assert "certctl_sqlite_wal_syncs_total 5.0" in text
+    assert "certctl_sqlite_wal_sync_failures_total 1.0" in text

@@ -159,6 +159,9 @@ def test_one_sync_covers_the_writers_that_queued_behind_it(db: Database, disk: _
         assert errors == []
     # One sync for the first commit, one for the eight made while it ran.
     assert len(disk.synced_sizes) - before == 2
+    assert db.syncer is not None
+    commits, syncs, failures = db.syncer.stats()
+    assert commits >= 10 and failures == 0 and syncs <= commits - 7
     assert sorted(_values(db)) == list(range(10))
 
 
