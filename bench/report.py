@@ -568,11 +568,11 @@ class _Report:
             "- certctl runs with its rate limits turned off (`CERTCTL_PKI_RATE_LIMIT_PER_SECOND=0`"
             " and `CERTCTL_ACME_SERVER_RATE_LIMIT_*=0`): the whole load comes from one address."
             " Everything else is as it ships: on SQLite every commit is on the disk before"
-            " an answer that depends on it leaves (`CERTCTL_SQLITE_SYNCHRONOUS=FULL`); one"
+            " an answer that depends on it leaves (`CERTCTL_SQLITE_SYNCHRONOUS=FULL`): each"
             " worker syncs its commits in groups, one fdatasync of the WAL for the commits"
-            " made meanwhile, and answers the issuance POSTs on its event loop, while two"
-            " workers sync at every COMMIT and answer them on their handler threads; Pebble"
-            " keeps everything in memory and syncs nothing."
+            " made meanwhile, and answers the issuance POSTs on its event loop (with two"
+            " workers every answer waits for a sync of its own); Pebble keeps everything in"
+            " memory and syncs nothing."
         )
         self.add(
             "- The ramp grows to the expected flow latency (users ÷ best rate so far, at most "

@@ -141,12 +141,11 @@ def build_app(runtime: Runtime) -> ASGIApp:
         threads = handler_threads(settings.acme.handler_threads, sqlite=runtime.db.is_sqlite)
         # SQLite answers from local pages and this process's write lock; PostgreSQL and
         # Redis are round trips away, which must not hold up the event loop. Nor may a
-        # commit that waits for an fsync (SQLite's FULL without group commit, i.e. with
-        # several workers): it would stall every connection of the worker (measured at
-        # concurrency 256: 43 flows/s on the event loop against 116 on the threads).
-        # With group commit (one worker) the loop commits and the answer waits for the
-        # sync; at concurrency 32 that took a third less CPU per certificate than the
-        # threads (certctl.storage.durable).
+        # commit that waits for an fsync (SQLite's FULL without group commit): it would
+        # stall every connection of the worker (measured at concurrency 256: 43 flows/s on
+        # the event loop against 116 on the threads). With group commit the loop commits
+        # and the answer waits for the sync; at concurrency 32 that took a third less CPU
+        # per certificate than the threads (certctl.storage.durable).
         inline = issuance_on_the_loop(runtime.db, settings)
         acme = AcmeApp(WfeState(ra, settings.acme, metrics, threads, inline_posts=inline))
         closers.append(acme.close)
@@ -273,6 +272,6 @@ def app_from_env() -> ASGIApp:
     parent (``certctl serve``) has already migrated and bootstrapped."""
     settings = load_settings(os.environ)
     configure_logging(settings.log_level)
-    # One worker is the SQLite file's only server process: its commits can be synced in
-    # groups (certctl.storage.durable); several would read each other's unsynced ones.
-    return build_app(open_runtime(settings, migrate=False, group_commit=settings.workers == 1))
+    # The server's commits are synced in groups (certctl.storage.durable); with several
+    # workers every answer also waits for a sync, as it may have read another's commit.
+    return build_app(open_runtime(settings, migrate=False, group_commit=True))

@@ -41,12 +41,13 @@ def open_runtime(
     settings: Settings, *, clock: Clock = utc_now, migrate: bool = True, group_commit: bool = False
 ) -> Runtime:
     """Open the store (migrating it when asked) and load, or on first start create, the CA.
-    ``group_commit``: see ``Database`` (the server with one worker)."""
+    ``group_commit``: see ``Database`` (the server's workers)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(
         settings.effective_database_url,
         synchronous=settings.sqlite_synchronous,
         group_commit=group_commit,
+        shared=settings.workers > 1,
     )
     if migrate:
         db.migrate()

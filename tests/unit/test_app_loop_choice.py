@@ -1,6 +1,6 @@
 """Where the POSTs of an issuance run (certctl.app.issuance_on_the_loop): on the event loop
 only when nothing they wait on is slow, and never when a COMMIT would block the loop on an
-fsync (SQLite FULL without group commit, i.e. several workers)."""
+fsync (SQLite FULL without group commit)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _settings(tmp_path: Path, **env: str) -> Settings:
     ("synchronous", "group_commit", "redis", "expected"),
     [
         ("FULL", True, "", True),  # one worker: the sync is off the loop, the answer waits
-        ("FULL", False, "", False),  # several workers: every COMMIT fsyncs
+        ("FULL", False, "", False),  # no group commit (a CLI store): every COMMIT fsyncs
         ("NORMAL", False, "", True),  # no sync at all
         ("FULL", True, "redis://127.0.0.1:6379/0", False),  # rate limits a round trip away
     ],

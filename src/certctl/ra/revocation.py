@@ -63,6 +63,10 @@ def revoke(
                 "reason_name": reason.name.lower(),
             },
         )
+    if hooks:
+        # OCSP and the CRL show the revocation to everyone: not before it is on the disk
+        # (with group commit the request's answer alone would wait for that).
+        ctx.db.wait_durable()
     for hook in hooks:
         try:
             hook(version.issuer_id, version.serial)

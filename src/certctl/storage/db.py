@@ -61,11 +61,12 @@ class Database:
         pool_size: int = 10,
         synchronous: str = "FULL",
         group_commit: bool = False,
+        shared: bool = False,
     ) -> None:
         """``synchronous``: SQLite's, FULL or NORMAL (``CERTCTL_SQLITE_SYNCHRONOUS``).
         ``group_commit``: keep FULL's promise with one WAL sync for many commits
-        (``certctl.storage.durable``); only for a process that is the file's only writer
-        that answers clients (the server with one worker)."""
+        (``certctl.storage.durable``), for the server's processes; ``shared`` when other
+        server processes use the file too (several workers)."""
         if synchronous not in SQLITE_SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         parsed = make_url(url)
@@ -74,7 +75,7 @@ class Database:
         self.synchronous = synchronous
         file = parsed.database if self.is_sqlite else None
         grouped = group_commit and synchronous == "FULL" and file not in (None, "", ":memory:")
-        self.syncer = WalSyncer(str(file)) if grouped else None
+        self.syncer = WalSyncer(str(file), shared=shared) if grouped else None
         self.engine = _make_engine(
             url,
             pool_size=pool_size,
@@ -172,6 +173,13 @@ class Database:
             # what it may have read: its refusal can depend on it).
             if syncer is not None:
                 syncer.settle(n or syncer.visible())
+
+    def wait_durable(self) -> None:
+        """Block until what this thread committed or read is on the disk, even inside a
+        hold: for a step that shows a commit outside the store before the answer leaves
+        (a revocation's OCSP and CRL refresh)."""
+        if self.syncer is not None:
+            self.syncer.wait(self.syncer.visible())
 
     def migrate(self) -> None:
         """Apply migrations to head. Idempotent, and safe when replicas start together:

@@ -16,9 +16,14 @@ as with FULL, because nothing is answered before the sync that covers it:
 - a writer or reader on the event loop does not wait: it notes what it needs
   (``hold``), and the answer is written once the sync is done (``WalSyncer.future``).
 
-What this cannot cover is another process: it reads this process's commits as soon as
-they are made. The server therefore uses this only when it is one process (one worker);
-see docs/acme-server.md, storage.
+Several processes on one file (workers): a reader cannot know which commits of another
+process it saw, nor whether they are synced. But an fdatasync of the WAL flushes every
+process's frames written before it, so with ``shared`` every transaction, reads
+included, counts as a commit to be synced (``visible``): its answer waits for a sync that
+starts after it ended. One worker skips that for reads when nothing of its own is
+unsynced. Other processes that are not servers (the CLI) commit with FULL, and may read
+a server's commit up to one sync before it is on the disk; see docs/acme-server.md,
+storage.
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ class Hold:
     def __init__(self) -> None:
         self.needed = 0
         self.syncer: WalSyncer | None = None
+
+    def wait(self) -> None:
+        """On a thread: block until what was noted is on the disk (DurabilityError if it
+        cannot be)."""
+        if self.syncer is not None:
+            self.syncer.wait(self.needed)
 
     def pending(self) -> asyncio.Future[None] | None:
         """None when nothing noted waits for a sync, else a future of the running loop
@@ -77,8 +88,11 @@ class WalSyncer:
     its WAL. Commits are made one at a time (the process's writer lock), so commit ``n``
     ended means commits 1..n have ended."""
 
-    def __init__(self, db_path: str) -> None:
+    def __init__(self, db_path: str, *, shared: bool = False) -> None:
+        """``shared``: other processes write to the file and answer from it too."""
         self.wal_path = f"{db_path}-wal"
+        self._shared = shared
+        self._in_flight = False  # a commit of this process between begin and end
         self._dir = str(Path(db_path).resolve().parent)
         self._cond = threading.Condition(threading.Lock())
         self._begun = 0  # commits counted, possibly still running
@@ -93,31 +107,47 @@ class WalSyncer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._syncs = 0
+        self._commits = 0
         self._sync_failures = 0
 
     # -- the writers' side -----------------------------------------------------------
 
     def begin_commit(self) -> int:
-        """Count a commit about to run; its number, for ``end_commit`` and ``settle``."""
+        """Count a commit about to run; its number, for ``end_commit`` and ``settle``.
+        One at a time: the callers hold the process's writer lock."""
         with self._cond:
             self._begun += 1
+            self._commits += 1
+            self._in_flight = True
             return self._begun
 
-    def end_commit(self, n: int) -> None:
-        """Commit ``n`` has returned (or failed: a sync then costs nothing but time)."""
+    def end_commit(self, _n: int) -> None:
+        """The commit has returned (or failed: a sync then costs nothing but time). What
+        was counted meanwhile (``visible`` in shared mode) has ended with it."""
         with self._cond:
-            self._ended = n
+            self._in_flight = False
+            self._ended = self._begun
             if self._wanted > self._tried:
                 self._cond.notify_all()
 
     def stats(self) -> tuple[int, int, int]:
         """(commits counted, WAL syncs made, WAL syncs failed) since the start."""
         with self._cond:
-            return self._begun, self._syncs, self._sync_failures
+            return self._commits, self._syncs, self._sync_failures
 
     def visible(self) -> int:
-        """The highest commit a transaction ending now may have seen."""
-        return self._begun
+        """What a transaction ending now must wait for: the highest commit of this
+        process it may have seen; in shared mode a mark of its own, which only a sync
+        that starts after now covers (it may have seen another process's commits)."""
+        if not self._shared:
+            return self._begun
+        with self._cond:
+            self._begun += 1
+            if not self._in_flight:
+                # Marks end at once; one counted during a commit ends with that commit,
+                # so a sync up to the mark never skips the commit before it.
+                self._ended = self._begun
+            return self._begun
 
     # -- the waiters' side -----------------------------------------------------------
 

@@ -242,15 +242,14 @@ class QuickPost:
 
     def answer(self, body: bytes) -> QuickAnswer:
         request = dataclasses.replace(self._request, body=body)
-        if self.executor is None:
-            # On the event loop: commits and reads do not wait for the disk here, the
-            # answer does (held); on a handler thread the store waits in place.
-            with self._state.ra.hold_commits() as self._held:
-                response = respond_sync(
-                    self._state, self._route, request, self._profile, self._started
-                )
-        else:
+        # Commits and reads do not wait for the disk one by one: the answer waits once,
+        # on the event loop without blocking it (held), on a handler thread here.
+        with self._state.ra.hold_commits() as held:
             response = respond_sync(self._state, self._route, request, self._profile, self._started)
+        if self.executor is None:
+            self._held = held
+        else:
+            held.wait()  # a DurabilityError ends the connection, unanswered
         return render_raw(response.status_code, response.raw_headers, bytes(response.body))
 
     def held(self) -> asyncio.Future[None] | None:

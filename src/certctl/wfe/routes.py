@@ -226,7 +226,7 @@ class AcmeApp:
                 response = run(state, handler, request, cached)
             else:
                 loop = asyncio.get_running_loop()
-                call = functools.partial(run, state, handler, request, None)
+                call = functools.partial(run_held, state, handler, request)
                 response = await loop.run_in_executor(self._threads, call)
             failed = False
         except AcmeError as err:
@@ -326,6 +326,17 @@ class Request:
 def is_jose(content_type: str | None) -> bool:
     """RFC 8555 §6.2: a POST's Content-Type is application/jose+json (parameters aside)."""
     return (content_type or "").split(";")[0].strip().lower() == JOSE
+
+
+def run_held(state: WfeState, handler: h.Handler, request: Request) -> Response:
+    """``run`` on a handler thread: the store's reads and writes note what must reach the
+    disk and the thread waits for it once, before the answer (refusals too: they can
+    depend on what was read), not after every transaction (certctl.storage.durable)."""
+    with state.ra.hold_commits() as held:
+        try:
+            return run(state, handler, request, None)
+        finally:
+            held.wait()
 
 
 def run(state: WfeState, handler: h.Handler, request: Request, profile: Profile | None) -> Response:

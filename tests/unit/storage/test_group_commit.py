@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from certctl.storage import durable
 from certctl.storage.db import Database
 from certctl.storage.durable import DurabilityError, hold
 
@@ -279,3 +280,63 @@ def test_a_store_used_again_after_dispose_syncs_again(db: Database, disk: _Disk)
     db.dispose()
     _insert(db, 2)  # a new syncing thread: the write is answered, not refused
     assert sorted(_values(db)) == [1, 2]
+
+
+def test_wait_durable_waits_even_inside_a_hold(db: Database, disk: _Disk) -> None:
+    disk.hold_back()
+
+    def revoke_then_publish() -> None:
+        with hold():
+            _insert(db, 1)  # noted, not waited for
+            db.wait_durable()  # what OCSP is about to show must be on the disk first
+
+    thread, errors, done = _in_thread(revoke_then_publish)
+    assert disk.entered.wait(5)
+    assert not done.wait(0.2), "published before the sync"
+    disk.gate.set()
+    thread.join(5)
+    assert errors == []
+
+
+def _shared_pair(tmp_path: Path) -> tuple[Database, Database]:
+    url = f"sqlite+pysqlite:///{tmp_path / 's.db'}"
+    first = Database(url, group_commit=True, shared=True)
+    first.migrate()
+    with first.write() as conn:
+        conn.execute(text("CREATE TABLE t (v INTEGER)"))
+    return first, Database(url, group_commit=True, shared=True)
+
+
+def test_shared_a_read_waits_for_a_sync_begun_after_it(tmp_path: Path, disk: _Disk) -> None:
+    # Two workers: the reader cannot know whether what it saw of the other is synced, so
+    # its answer waits for a sync of its own that starts after the read.
+    writer, reader = _shared_pair(tmp_path)
+    try:
+        _insert(writer, 1)
+        before = disk.calls
+        with hold() as held, reader.read() as conn:
+            assert list(conn.execute(text("SELECT v FROM t")).scalars()) == [1]
+
+        async def answer() -> None:
+            pending = held.pending()
+            assert pending is not None
+            await asyncio.wait_for(pending, 5)
+
+        asyncio.run(answer())
+        assert disk.calls > before
+    finally:
+        writer.dispose()
+        reader.dispose()
+
+
+def test_shared_a_mark_during_a_commit_is_not_synced_before_that_commit(
+    tmp_path: Path,
+) -> None:
+    syncer = durable.WalSyncer(str(tmp_path / "m.db"), shared=True)
+    n = syncer.begin_commit()  # a commit of this process is running
+    mark = syncer.visible()
+    assert mark > n
+    assert syncer._ended < n  # neither has ended: no sync may claim them yet
+    syncer.end_commit(n)
+    assert syncer._ended >= mark
+    syncer.close()
