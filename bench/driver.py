@@ -191,6 +191,12 @@ class Driver:
             user.client = self._new_client(connections=1)
         return user.client
 
+    async def release(self, user: VirtualUser) -> None:
+        """Close the connection of a user that is done (one not in ``users``)."""
+        if user.client is not None:
+            await user.client.aclose()
+            user.client = None
+
     async def _drop_user_clients(self) -> None:
         for user in self.users:
             if user.client is not None:

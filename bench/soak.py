@@ -377,6 +377,7 @@ class Load:
             return
         finally:
             self.requests += user.requests
+            await self.driver.release(user)
         self.tally.add("newAccount", "ok", time.monotonic() - started)
 
     async def _get(self, i: int) -> None:
