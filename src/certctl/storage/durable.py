@@ -13,8 +13,9 @@ as with FULL, because nothing is answered before the sync that covers it:
 - a reader waits for the sync of every commit it could have seen: a commit is counted
   (``begin_commit``) before its COMMIT runs, so a reader that ends after seeing it also
   sees the count;
-- a writer or reader on the event loop does not wait: it notes what it needs
-  (``hold``), and the answer is written once the sync is done (``WalSyncer.future``).
+- within a request (``hold``) nothing waits transaction by transaction: what is needed
+  is noted, and the answer waits once, on the event loop for ``WalSyncer.future``
+  without blocking the loop, on a handler thread in ``Hold.wait``.
 
 Several processes on one file (workers): a reader cannot know which commits of another
 process it saw, nor whether they are synced. But an fdatasync of the WAL flushes every
@@ -153,7 +154,7 @@ class WalSyncer:
 
     def settle(self, n: int) -> None:
         """Make commit ``n`` durable before the caller answers: wait here, or note it in
-        the caller's hold when there is one (the event loop)."""
+        the caller's hold when there is one (a request, which waits once at its end)."""
         if n <= self._synced:
             return
         noted = _HOLD.get()
