@@ -66,8 +66,9 @@ class RegistrationAuthority:
 
     @staticmethod
     def hold_commits() -> AbstractContextManager[Hold]:
-        """For a request answered on the event loop: its reads and writes do not wait for
-        the disk there; the answer waits for ``hold.pending()`` before it is written."""
+        """For one request: its reads and writes do not wait for the disk one by one; its
+        answer waits once, for ``hold.pending()`` on the event loop or ``hold.wait()`` on
+        a handler thread."""
         return durable.hold()
 
     # -- nonces (RFC 8555 §6.5) -------------------------------------------------------
