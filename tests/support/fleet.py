@@ -36,6 +36,7 @@ from tests.support.server import ServedCertctl
 
 HAPROXY_START_TIMEOUT_S = 20.0
 HAPROXY_STOP_TIMEOUT_S = 5.0
+HAPROXY_BIND_ATTEMPTS = 3  # fresh ports each time a picked one was taken meanwhile
 STATUS_POLL_S = 0.05
 BACKEND = "certctl"
 
@@ -301,6 +302,21 @@ class Fleet:
         with ThreadPoolExecutor(max_workers=len(self.replicas)) as pool:
             for started in [pool.submit(r.start) for r in self.replicas[1:]]:
                 started.result()
+        for attempt in range(HAPROXY_BIND_ATTEMPTS):
+            try:
+                self._start_haproxy(haproxy)
+                return
+            except RuntimeError as exc:
+                # A port picked as free can be taken before haproxy binds it (an outgoing
+                # connection of a test running beside this one gets it as its ephemeral
+                # port): pick both again. Anything else is a real failure.
+                if "cannot bind socket" not in str(exc) or attempt + 1 == HAPROXY_BIND_ATTEMPTS:
+                    raise
+                self._stop_haproxy()
+                self.port = free_port(self.host)
+                self.stats_port = free_port(self.host)
+
+    def _start_haproxy(self, haproxy: str) -> None:
         self.config_path.write_text(render_haproxy_config(self.layout()))
         check = subprocess.run(
             [haproxy, "-c", "-q", "-f", str(self.config_path)],
@@ -322,6 +338,11 @@ class Fleet:
         self.wait_status({r.name: "UP" for r in self.replicas}, HAPROXY_START_TIMEOUT_S)
 
     def stop(self) -> None:
+        self._stop_haproxy()
+        for replica in self.replicas:
+            replica.stop()
+
+    def _stop_haproxy(self) -> None:
         proc, self._haproxy = self._haproxy, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -332,8 +353,6 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=HAPROXY_STOP_TIMEOUT_S)
-        for replica in self.replicas:
-            replica.stop()
 
     # -- haproxy's view --------------------------------------------------------------
 
