@@ -101,7 +101,7 @@ class WalSyncer:
         self._synced = 0  # commits on the disk
         self._tried = 0  # commits the last sync was for, whether it worked or not
         self._wanted = 0  # the highest commit someone waits for
-        self._failed: DurabilityError | None = None
+        self._failed: str | None = None  # why the last failed sync failed
         self._failed_upto = 0  # commits the failed sync should have covered
         self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[None]]]] = {}
         self._wal_inode: int | None = None
@@ -168,9 +168,9 @@ class WalSyncer:
         """Block until commit ``n`` is on the disk."""
         with self._cond:
             while self._synced < n:
-                self._raise_if_failed(n)
-                if self._closed:
-                    raise DurabilityError("the store is closed")
+                refusal = self._refusal(n)
+                if refusal is not None:
+                    raise refusal
                 self._want(n)
                 self._cond.wait()
 
@@ -182,11 +182,9 @@ class WalSyncer:
             if self._synced >= n:
                 fut.set_result(None)
                 return fut
-            if self._failed is not None and n <= self._failed_upto:
-                fut.set_exception(self._failed)
-                return fut
-            if self._closed:
-                fut.set_exception(DurabilityError("the store is closed"))
+            refusal = self._refusal(n)
+            if refusal is not None:
+                fut.set_exception(refusal)
                 return fut
             self._waiting.setdefault(loop, []).append((n, fut))
             self._want(n)
@@ -201,9 +199,15 @@ class WalSyncer:
             self._wanted = n
             self._cond.notify_all()
 
-    def _raise_if_failed(self, n: int) -> None:
+    def _refusal(self, n: int) -> DurabilityError | None:
+        """Why commit ``n`` will not be synced, if it will not; a new exception each time
+        (raised in many threads, one instance would share its traceback). Caller holds
+        the condition."""
         if self._failed is not None and n <= self._failed_upto:
-            raise self._failed
+            return DurabilityError(self._failed)
+        if self._closed:
+            return DurabilityError("the store is closed")
+        return None
 
     # -- the syncing thread ----------------------------------------------------------
 
@@ -220,14 +224,14 @@ class WalSyncer:
                 if self._closed:
                     return
                 upto = self._ended
-            error: DurabilityError | None = None
+            error: str | None = None
             try:
                 self._sync()
             except Exception as exc:  # an OSError; anything else must not end the thread
                 # After a failed fsync the kernel may have dropped the dirty pages: what
                 # was committed meanwhile cannot be promised (the waiters fail).
                 log.critical("cannot sync the SQLite WAL %s: %s", self.wal_path, exc)
-                error = DurabilityError(f"cannot sync the SQLite WAL: {exc}")
+                error = f"cannot sync the SQLite WAL: {exc}"
             with self._cond:
                 self._tried = upto
                 if error is None:
@@ -291,17 +295,18 @@ class WalSyncer:
         with self._cond:
             self._closed = False
             self._thread = None
-        closed = DurabilityError("the store is closed")
         for loop, waits in pending.items():
             with suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_futures, [fut for _, fut in waits], closed)
+                loop.call_soon_threadsafe(
+                    _settle_futures, [fut for _, fut in waits], "the store is closed"
+                )
 
 
-def _settle_futures(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+def _settle_futures(futures: list[asyncio.Future[None]], error: str | None) -> None:
     for fut in futures:
         if fut.done():
             continue  # cancelled: the connection went away
         if error is None:
             fut.set_result(None)
         else:
-            fut.set_exception(error)
+            fut.set_exception(DurabilityError(error))

@@ -242,14 +242,14 @@ class QuickPost:
 
     def answer(self, body: bytes) -> QuickAnswer:
         request = dataclasses.replace(self._request, body=body)
-        # Commits and reads do not wait for the disk one by one: the answer waits once,
-        # on the event loop without blocking it (held), on a handler thread here.
-        with self._state.ra.hold_commits() as held:
-            response = respond_sync(self._state, self._route, request, self._profile, self._started)
+        state, route, profile, started = self._state, self._route, self._profile, self._started
         if self.executor is None:
-            self._held = held
+            # Commits and reads do not wait for the disk on the event loop: the answer
+            # waits (held), not the loop. On a handler thread respond_sync waits itself.
+            with state.ra.hold_commits() as self._held:
+                response = respond_sync(state, route, request, profile, started, on_loop=True)
         else:
-            held.wait()  # a DurabilityError ends the connection, unanswered
+            response = respond_sync(state, route, request, profile, started, on_loop=False)
         return render_raw(response.status_code, response.raw_headers, bytes(response.body))
 
     def held(self) -> asyncio.Future[None] | None:

@@ -278,13 +278,22 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def respond_sync(
-    state: WfeState, route: Route, request: Request, profile: Profile | None, started: float
+    state: WfeState,
+    route: Route,
+    request: Request,
+    profile: Profile | None,
+    started: float,
+    *,
+    on_loop: bool,
 ) -> Response:
     """A POST's whole answer on the calling thread (the event loop for ``INLINE_POSTS``
     when ``WfeState.inline_posts``, else a handler thread): the quick path's twin of
-    ``AcmeApp.respond`` once the route and body are known (the profile too, if cached)."""
+    ``AcmeApp.respond`` once the route and body are known (the profile too, if cached).
+    On a handler thread it also waits for the disk (``run_held``); on the event loop
+    the caller holds the answer instead."""
+    runner = run if on_loop else run_held
     try:
-        response, failed = run(state, route.methods["POST"], request, profile), False
+        response, failed = runner(state, route.methods["POST"], request, profile), False
     except AcmeError as err:
         response, failed = _problem(state, err, request.urls), True
     except Exception:
@@ -328,13 +337,16 @@ def is_jose(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip().lower() == JOSE
 
 
-def run_held(state: WfeState, handler: h.Handler, request: Request) -> Response:
+def run_held(
+    state: WfeState, handler: h.Handler, request: Request, profile: Profile | None = None
+) -> Response:
     """``run`` on a handler thread: the store's reads and writes note what must reach the
     disk and the thread waits for it once, before the answer (refusals too: they can
-    depend on what was read), not after every transaction (certctl.storage.durable)."""
+    depend on what was read), not after every transaction (certctl.storage.durable). A
+    sync that fails raises, and the caller answers 500 as for any internal error."""
     with state.ra.hold_commits() as held:
         try:
-            return run(state, handler, request, None)
+            return run(state, handler, request, profile)
         finally:
             held.wait()
 
