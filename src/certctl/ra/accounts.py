@@ -244,7 +244,8 @@ def spend_for_kid(
     statement (or transaction) that the stored account still has that key and is usable;
     see authenticate_kid."""
     for _ in range(3):
-        with ctx.db.statement() as conn:
+        # Only reads besides the spend: see ra.replay.use_nonce for promised=False.
+        with ctx.db.statement(promised=False) as conn:
             spent = nonces.consume_for_account(
                 conn,
                 nonce,
@@ -256,7 +257,7 @@ def spend_for_kid(
         if spent:
             cache.put(known)
             return known
-        with ctx.db.write() as conn:
+        with ctx.db.write(promised=False) as conn:
             current = store.get(conn, known.id)
             confirmed = current is not None and current.jwk_json == known.jwk_json
             if confirmed:

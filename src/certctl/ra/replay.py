@@ -6,6 +6,13 @@ restarts. A kid-signed request spends its nonce in the statement (or, on its slo
 the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid); a
 jwk-signed one on its own.
 
+No answer waits for its spend to reach the disk (``promised=False``, see
+``Database.write``): a crash of the machine before the next sync may take the record
+back, and the nonce could then be replayed until it expires; waiting before answering
+would not close that window, only keep the answer from its client. Whatever the answer
+reports (an order created, a certificate issued) is committed with ``promised`` and
+waited for, and that sync carries the spends before it.
+
 A request whose operation has no effect before its first write transaction (newOrder,
 finalize, and the reads of an order or a certificate) may instead carry its nonce as a
 ``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then that
@@ -40,8 +47,9 @@ def spend_nonce(conn: Connection, nonce: str, expires_at: datetime) -> None:
 
 
 def use_nonce(ctx: RAContext, nonce: str, expires_at: datetime) -> None:
-    """``spend_nonce`` on its own: one statement, atomic by itself."""
-    with ctx.db.statement() as conn:
+    """``spend_nonce`` on its own: one statement, atomic by itself. No answer reports the
+    spend, so the answer does not wait for it to reach the disk (``promised=False``)."""
+    with ctx.db.statement(promised=False) as conn:
         spend_nonce(conn, nonce, expires_at)
 
 
@@ -90,16 +98,19 @@ def spend_first(ctx: RAContext, spend: PendingSpend | None) -> None:
     that a replayed request must not reach. NonceRaceError as ``consume``."""
     if spend is None or spend.spent:
         return
-    with ctx.db.statement() as conn:
+    with ctx.db.statement(promised=False) as conn:
         spend.consume(conn)
     spend.spent = True
 
 
 @contextmanager
-def write_spending(ctx: RAContext, spend: PendingSpend | None) -> Iterator[Connection]:
+def write_spending(
+    ctx: RAContext, spend: PendingSpend | None, *, promised: bool = True
+) -> Iterator[Connection]:
     """``ctx.db.write()`` that first spends ``spend``, unless it is spent already; it
-    counts as spent once the transaction commits."""
-    with ctx.db.write() as conn:
+    counts as spent once the transaction commits. ``promised`` as for ``Database.write``:
+    False only when the transaction writes nothing else."""
+    with ctx.db.write(promised=promised) as conn:
         if spend is not None and not spend.spent:
             spend.consume(conn)
         yield conn
@@ -115,5 +126,6 @@ def read_spending(ctx: RAContext, spend: PendingSpend | None) -> Iterator[Connec
         with ctx.db.read() as conn:
             yield conn
         return
-    with write_spending(ctx, spend) as conn:
+    # The spend is its only write: the answer waits for what it read, not for the spend.
+    with write_spending(ctx, spend, promised=False) as conn:
         yield conn

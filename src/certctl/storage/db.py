@@ -130,20 +130,28 @@ class Database:
                 conn.close()
 
     @contextmanager
-    def statement(self) -> Iterator[Connection]:
+    def statement(self, *, promised: bool = True) -> Iterator[Connection]:
         """For one statement that is atomic by itself (an INSERT ... SELECT, say): on
         PostgreSQL in autocommit, one round trip instead of three; on SQLite a write
-        transaction, because the writers' lock must still be taken."""
+        transaction, because the writers' lock must still be taken. ``promised`` as for
+        ``write``."""
         if self._autocommit is not None:
             with self._autocommit.connect() as conn:
                 yield conn
             return
-        with self.write() as conn:
+        with self.write(promised=promised) as conn:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One transaction that commits on success and rolls back on any exception."""
+    def write(self, *, promised: bool = True) -> Iterator[Connection]:
+        """One transaction that commits on success and rolls back on any exception.
+
+        ``promised=False``: no answer reports this commit, so with group commit the
+        caller's answer waits only for the commits the transaction could have read, not
+        for its own. For a commit whose loss in a crash changes no answer: a spent nonce
+        (RFC 8555 §6.5) beside reads. Its record guards against a replay, which a crash
+        before the sync would let through whether or not the answer had waited for it;
+        the next sync anyone waits for carries it to the disk."""
         if not self.is_sqlite:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
@@ -154,25 +162,30 @@ class Database:
         if not self._writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
             raise WriteLockTimeoutError(f"no SQLite write lock within {SQLITE_BUSY_TIMEOUT_S} s")
         syncer = self.syncer
-        n = 0
+        needed: int | None = None  # the commit the answer waits for; None: what it read
         try:
             with self._sqlite_connection() as conn, conn.begin() as transaction:
                 _sqlite_begin(conn, "BEGIN IMMEDIATE")
                 yield conn
                 if syncer is not None:
+                    # What its reads could have seen, taken before its own commit is
+                    # counted (the writer's lock is held: every earlier commit ended).
+                    seen = 0 if promised else syncer.visible()
                     # Counted before the COMMIT: a reader that sees it sees the count.
-                    n = syncer.begin_commit()
+                    needed = n = syncer.begin_commit()
                     try:
                         transaction.commit()
                     finally:
                         syncer.end_commit(n)
+                    if not promised:
+                        needed = seen
         finally:
             self._writer.release()
             # After the lock: the next writers commit while this one waits for the
             # disk, and one sync then covers them all (a failed transaction waits for
             # what it may have read: its refusal can depend on it).
             if syncer is not None:
-                syncer.settle(n or syncer.visible())
+                syncer.settle(syncer.visible() if needed is None else needed)
 
     def wait_durable(self) -> None:
         """Block until what this thread committed or read is on the disk, even inside a

@@ -340,3 +340,63 @@ def test_shared_a_mark_during_a_commit_is_not_synced_before_that_commit(
     syncer.end_commit(n)
     assert syncer._ended >= mark
     syncer.close()
+
+
+def _spend(db: Database, value: int, seen: list[int] | None = None) -> None:
+    """A transaction like a nonce spent beside reads: its commit is not promised."""
+    with db.write(promised=False) as conn:
+        if seen is not None:
+            seen.extend(conn.execute(text("SELECT v FROM t")).scalars())
+        conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": value})
+
+
+def test_an_unpromised_commit_is_answered_before_its_sync(db: Database, disk: _Disk) -> None:
+    _insert(db, 1)
+    calls = disk.calls
+    disk.hold_back()  # any sync now would hang the spend
+    _spend(db, 2)
+    assert disk.calls == calls, "an unpromised commit asked for a sync of its own"
+    disk.gate.set()
+    # The next promised commit's sync carries it to the disk.
+    size = _wal_size(db)
+    _insert(db, 3)
+    assert disk.synced_sizes[-1] >= size
+    assert sorted(_values(db)) == [1, 2, 3]
+
+
+def test_an_unpromised_commit_waits_for_what_it_read(db: Database, disk: _Disk) -> None:
+    disk.hold_back()
+    writer, _, _ = _in_thread(lambda: _insert(db, 7))
+    assert disk.entered.wait(5)  # committed, being synced
+    seen: list[int] = []
+    spender, errors, done = _in_thread(lambda: _spend(db, 8, seen))
+    assert not done.wait(0.2), "answered from a commit not yet on the disk"
+    disk.gate.set()
+    spender.join(5)
+    writer.join(5)
+    assert errors == [] and seen == [7]
+
+
+def test_an_unpromised_commit_in_a_hold_notes_only_what_it_read(db: Database, disk: _Disk) -> None:
+    _insert(db, 1)
+    disk.hold_back()
+    with hold() as held:
+        _spend(db, 2)
+    assert held.pending() is None
+    disk.gate.set()
+
+
+def test_shared_an_unpromised_commit_still_waits_for_a_sync_after_its_reads(
+    tmp_path: Path, disk: _Disk
+) -> None:
+    # Several workers: what it read of the other process must be on the disk first.
+    writer, spender = _shared_pair(tmp_path)
+    try:
+        _insert(writer, 1)
+        before = disk.calls
+        seen: list[int] = []
+        _spend(spender, 2, seen)
+        assert seen == [1] and disk.calls > before
+    finally:
+        writer.dispose()
+        spender.dispose()
