@@ -58,7 +58,7 @@ def build_app(runtime: Runtime) -> ASGIApp:
     codec = NonceCodec(key, settings.acme.nonce_ttl, runtime.clock)
     metrics = Metrics()
     if runtime.db.syncer is not None:
-        metrics.watch_group_commit(runtime.db.syncer.stats)
+        runtime.db.syncer.observe = metrics.group_commit()
     va = build_va(settings.acme.validation)
     validator = Validator(
         va=va,

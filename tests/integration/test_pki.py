@@ -334,6 +334,26 @@ def workers(
         yield server
 
 
+def test_group_commit_is_counted_across_workers(
+    workers: ServedCertctl, tmp_path: Path, database_url: str | None
+) -> None:
+    issue(workers, tmp_path, "counted.pki.example.test")
+    # A new connection per request spreads them over the workers: each shows the sum.
+    for _ in range(6):
+        with http_client(workers) as http:
+            text = http.get(f"{workers.base_url}/metrics").text
+        if database_url is not None:
+            assert "certctl_sqlite_wal_syncs_total" not in text
+            continue
+        commits = re.search(r"^certctl_sqlite_commits_total (\S+)", text, re.M)
+        syncs = re.search(r"^certctl_sqlite_wal_syncs_total (\S+)", text, re.M)
+        assert commits and syncs, text
+        # The issuance committed, and its answers waited for syncs. (With several
+        # workers a read-only answer waits for a sync too: syncs may outnumber commits.)
+        assert float(commits[1]) >= 1 and float(syncs[1]) >= 1
+        assert re.search(r"^certctl_sqlite_wal_sync_failures_total 0\.0$", text, re.M)
+
+
 def test_revocation_reaches_every_worker_within_a_second(
     workers: ServedCertctl, tmp_path: Path
 ) -> None:

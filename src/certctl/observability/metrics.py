@@ -232,10 +232,34 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch_group_commit(self, stats: Callable[[], tuple[int, int, int]]) -> None:
-        """Count SQLite's group commit (one worker): ``stats`` gives (commits, WAL syncs,
-        failed WAL syncs) so far; commits per sync shows how much the grouping saves."""
-        self.registry.register(_GroupCommit(stats))
+    def group_commit(self) -> Callable[[int, int, int], None]:
+        """Counters of SQLite's group commit, as ``WalSyncer.observe`` feeds them: commits,
+        WAL syncs and failed WAL syncs since its last report. Counted as they happen, in
+        prometheus_client's own counters, so several workers' values are summed like the
+        rest (a collector read at scrape time would show the scraped worker's only)."""
+        commits = Counter(
+            "certctl_sqlite_commits", "SQLite write transactions committed", registry=self.registry
+        )
+        syncs = Counter(
+            "certctl_sqlite_wal_syncs",
+            "fdatasyncs of the SQLite WAL (group commit)",
+            registry=self.registry,
+        )
+        failures = Counter(
+            "certctl_sqlite_wal_sync_failures",
+            "fdatasyncs of the SQLite WAL that failed (the answers waiting for them were not sent)",
+            registry=self.registry,
+        )
+
+        def observe(new_commits: int, new_syncs: int, new_failures: int) -> None:
+            if new_commits:
+                commits.inc(new_commits)
+            if new_syncs:
+                syncs.inc(new_syncs)
+            if new_failures:
+                failures.inc(new_failures)
+
+        return observe
 
     def exposition(self) -> bytes:
         if os.environ.get(MULTIPROC_ENV):
@@ -266,24 +290,3 @@ class Metrics:
 
     def event(self, name: str) -> None:
         self.events[name].inc()
-
-
-class _GroupCommit(Collector):
-    """Read at scrape time from the store's syncer (certctl.storage.durable)."""
-
-    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
-        self._stats = stats
-
-    def collect(self) -> Iterator[Metric]:
-        commits, syncs, failures = self._stats()
-        yield CounterMetricFamily(
-            "certctl_sqlite_commits", "SQLite write transactions committed", value=commits
-        )
-        yield CounterMetricFamily(
-            "certctl_sqlite_wal_syncs", "fdatasyncs of the SQLite WAL (group commit)", value=syncs
-        )
-        yield CounterMetricFamily(
-            "certctl_sqlite_wal_sync_failures",
-            "fdatasyncs of the SQLite WAL that failed (the answers waiting for them were not sent)",
-            value=failures,
-        )

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
@@ -110,6 +110,10 @@ class WalSyncer:
         self._syncs = 0
         self._commits = 0
         self._sync_failures = 0
+        self._reported = 0  # commits already passed to ``observe``
+        # Told (commits, syncs, failed syncs) since its last call, after each sync the
+        # thread tries; from the syncing thread, outside the lock (metrics).
+        self.observe: Callable[[int, int, int], None] | None = None
 
     # -- the writers' side -----------------------------------------------------------
 
@@ -242,10 +246,21 @@ class WalSyncer:
                     self._sync_failures += 1
                 self._cond.notify_all()
                 ready = self._take_ready(upto)
+                new_commits, self._reported = self._commits - self._reported, self._commits
             for loop, futures in ready.items():
                 # A closed loop raises RuntimeError: nobody waits for those answers now.
                 with suppress(RuntimeError):
                     loop.call_soon_threadsafe(_settle_futures, futures, error)
+            self._report(new_commits, failed=error is not None)
+
+    def _report(self, commits: int, *, failed: bool) -> None:
+        observe = self.observe
+        if observe is None:
+            return
+        try:
+            observe(commits, 0 if failed else 1, 1 if failed else 0)
+        except Exception:  # metrics must not end the syncing thread
+            log.exception("group commit metrics failed")
 
     def _take_ready(self, upto: int) -> dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]:
         ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}

@@ -131,12 +131,13 @@ def test_the_buckets_are_the_documented_ones() -> None:
     assert len(bounds) == len(LATENCY_BUCKETS) + 1
 
 
-def test_group_commit_counts_are_read_at_scrape_time() -> None:
-    counts = [(0, 0, 0)]
+def test_group_commit_counts_add_up_what_the_syncer_reports() -> None:
     metrics = Metrics()
-    metrics.watch_group_commit(lambda: counts[0])
-    counts[0] = (12, 5, 1)
+    observe = metrics.group_commit()
+    observe(12, 1, 0)
+    observe(0, 4, 0)
+    observe(3, 0, 1)
     text = metrics.exposition().decode()
-    assert "certctl_sqlite_commits_total 12.0" in text
+    assert "certctl_sqlite_commits_total 15.0" in text
     assert "certctl_sqlite_wal_syncs_total 5.0" in text
     assert "certctl_sqlite_wal_sync_failures_total 1.0" in text

@@ -400,3 +400,42 @@ def test_shared_an_unpromised_commit_still_waits_for_a_sync_after_its_reads(
     finally:
         writer.dispose()
         spender.dispose()
+
+
+def test_the_syncer_reports_every_commit_and_sync_it_counted(db: Database, disk: _Disk) -> None:
+    assert db.syncer is not None
+    reported = [0, 0, 0]
+
+    def observe(commits: int, syncs: int, failures: int) -> None:
+        reported[0] += commits
+        reported[1] += syncs
+        reported[2] += failures
+
+    db.syncer.observe = observe
+    base = db.syncer.stats()
+    for value in range(5):
+        _insert(db, value)
+    disk.fail = OSError(5, "Input/output error")
+    with pytest.raises(DurabilityError):
+        _insert(db, 5)
+    disk.fail = None
+    _insert(db, 6)
+    now = db.syncer.stats()
+    # Reported from the syncing thread right after each sync, before it waits again.
+    deadline = time.monotonic() + 5
+    while reported[1] + reported[2] < now[1] + now[2] - base[1] - base[2]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert reported == [now[0] - base[0], now[1] - base[1], 1]
+
+
+def test_metrics_that_fail_do_not_stop_the_syncer(db: Database, disk: _Disk) -> None:
+    assert db.syncer is not None
+
+    def broken(_commits: int, _syncs: int, _failures: int) -> None:
+        raise ValueError("a broken metrics backend")
+
+    db.syncer.observe = broken
+    _insert(db, 1)
+    _insert(db, 2)  # would hang if the first report had ended the thread
+    assert sorted(_values(db)) == [1, 2]
