@@ -7,11 +7,12 @@ the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid
 jwk-signed one on its own.
 
 No answer waits for its spend to reach the disk (``promised=False``, see
-``Database.write``): a crash of the machine before the next sync may take the record
-back, and the nonce could then be replayed until it expires; waiting before answering
-would not close that window, only keep the answer from its client. Whatever the answer
-reports (an order created, a certificate issued) is committed with ``promised`` and
-waited for, and that sync carries the spends before it.
+``Database.write``): a crash of the machine before the next sync (within 0.1 s,
+``durable.LAZY_SYNC_S``) may take the record back, and the nonce could then be replayed
+until it expires; waiting before answering would not close that window, only keep the
+answer from its client. Whatever the answer reports (an order created, a certificate
+issued) is committed with ``promised`` and waited for, and that sync carries the spends
+before it.
 
 A request whose operation has no effect before its first write transaction (newOrder,
 finalize, and the reads of an order or a certificate) may instead carry its nonce as a

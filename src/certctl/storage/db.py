@@ -151,7 +151,8 @@ class Database:
         for its own. For a commit whose loss in a crash changes no answer: a spent nonce
         (RFC 8555 §6.5) beside reads. Its record guards against a replay, which a crash
         before the sync would let through whether or not the answer had waited for it;
-        the next sync anyone waits for carries it to the disk."""
+        the next sync anyone waits for carries it to the disk, or a sync soon after
+        (``durable.LAZY_SYNC_S``)."""
         if not self.is_sqlite:
             with self.engine.connect() as conn, conn.begin():
                 yield conn

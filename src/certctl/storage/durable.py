@@ -40,6 +40,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# A commit nobody waits for (a spent nonce, ``Database.write(promised=False)``) is synced
+# at the latest this long after it, so a crash of the machine takes back at most this
+# much of them; under load a sync someone waits for comes sooner and carries it.
+LAZY_SYNC_S = 0.1
+
 
 class DurabilityError(RuntimeError):
     """The WAL could not be synced: commits that were made may not survive a crash."""
@@ -97,6 +102,8 @@ class WalSyncer:
         self._dir = str(Path(db_path).resolve().parent)
         self._cond = threading.Condition(threading.Lock())
         self._begun = 0  # commits counted, possibly still running
+        self._last_commit = 0  # the number of the last commit (not a shared-mode mark)
+        self._asleep = False  # the syncing thread waits with nothing to sync, untimed
         self._ended = 0  # commits whose COMMIT has returned (or failed)
         self._synced = 0  # commits on the disk
         self._tried = 0  # commits the last sync was for, whether it worked or not
@@ -124,6 +131,7 @@ class WalSyncer:
             self._begun += 1
             self._commits += 1
             self._in_flight = True
+            self._last_commit = self._begun
             return self._begun
 
     def end_commit(self, _n: int) -> None:
@@ -132,7 +140,7 @@ class WalSyncer:
         with self._cond:
             self._in_flight = False
             self._ended = self._begun
-            if self._wanted > self._tried:
+            if self._wanted > self._tried or self._asleep:
                 self._cond.notify_all()
 
     def stats(self) -> tuple[int, int, int]:
@@ -224,7 +232,15 @@ class WalSyncer:
                 while not self._closed and not (
                     self._wanted > self._tried and self._ended > self._tried
                 ):
-                    self._cond.wait()
+                    # A commit that ended and that nobody waits for: synced after a
+                    # while all the same (LAZY_SYNC_S), if no one asks sooner.
+                    unwanted = self._tried < self._last_commit <= self._ended
+                    if not unwanted:
+                        self._asleep = True  # end_commit wakes it for such a commit
+                        self._cond.wait()
+                        self._asleep = False
+                    elif not self._cond.wait(LAZY_SYNC_S):
+                        break
                 if self._closed:
                     return
                 upto = self._ended

@@ -21,6 +21,7 @@ from certctl.domain.model import Account, Profile
 from certctl.ra import replay
 from certctl.ra.accounts import AccountCache, authenticate_kid
 from certctl.ra.context import RAContext
+from certctl.storage import durable
 from certctl.storage.db import Database
 from tests.unit.storage.helpers import NOW, new_account, seed_profile
 
@@ -45,6 +46,8 @@ class _Syncs:
 def syncs(monkeypatch: pytest.MonkeyPatch) -> _Syncs:
     counter = _Syncs()
     monkeypatch.setattr(os, "fdatasync", counter)
+    # Commits nobody waits for are synced after LAZY_SYNC_S: not within these tests.
+    monkeypatch.setattr(durable, "LAZY_SYNC_S", 60.0)
     return counter
 
 

@@ -350,6 +350,13 @@ def _spend(db: Database, value: int, seen: list[int] | None = None) -> None:
         conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": value})
 
 
+@pytest.fixture
+def no_lazy_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits nobody waits for stay unsynced for the test's length."""
+    monkeypatch.setattr(durable, "LAZY_SYNC_S", 60.0)
+
+
+@pytest.mark.usefixtures("no_lazy_sync")
 def test_an_unpromised_commit_is_answered_before_its_sync(db: Database, disk: _Disk) -> None:
     _insert(db, 1)
     calls = disk.calls
@@ -377,6 +384,7 @@ def test_an_unpromised_commit_waits_for_what_it_read(db: Database, disk: _Disk) 
     assert errors == [] and seen == [7]
 
 
+@pytest.mark.usefixtures("no_lazy_sync")
 def test_an_unpromised_commit_in_a_hold_notes_only_what_it_read(db: Database, disk: _Disk) -> None:
     _insert(db, 1)
     disk.hold_back()
@@ -439,3 +447,37 @@ def test_metrics_that_fail_do_not_stop_the_syncer(db: Database, disk: _Disk) -> 
     _insert(db, 1)
     _insert(db, 2)  # would hang if the first report had ended the thread
     assert sorted(_values(db)) == [1, 2]
+
+
+def test_a_commit_nobody_waits_for_is_synced_soon_all_the_same(
+    db: Database, disk: _Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable, "LAZY_SYNC_S", 0.05)
+    _insert(db, 1)
+    calls = disk.calls
+    _spend(db, 2)
+    size = _wal_size(db)
+    deadline = time.monotonic() + 5
+    while disk.calls == calls:
+        assert time.monotonic() < deadline, "a spend nobody waited for was never synced"
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while not disk.synced_sizes or disk.synced_sizes[-1] < size:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_shared_marks_alone_cause_no_lazy_sync(tmp_path: Path, disk: _Disk) -> None:
+    # Several workers: a read is a mark, not a commit; an idle worker does not sync for it.
+    writer, reader = _shared_pair(tmp_path)
+    try:
+        assert reader.syncer is not None
+        reader.syncer.visible()
+        with reader.syncer._cond:
+            reader.syncer._want(0)  # starts the thread, wants nothing
+        calls = disk.calls
+        time.sleep(0.3)
+        assert disk.calls == calls
+    finally:
+        writer.dispose()
+        reader.dispose()
