@@ -142,6 +142,8 @@ class WalSyncer:
             self._ended = self._begun
             if self._wanted > self._tried or self._asleep:
                 self._cond.notify_all()
+            elif self._thread is None and not self._closed:
+                self._want(0)  # the thread syncs even commits nobody waits for, lazily
 
     def stats(self) -> tuple[int, int, int]:
         """(commits counted, WAL syncs made, WAL syncs failed) since the start."""

@@ -481,3 +481,16 @@ def test_shared_marks_alone_cause_no_lazy_sync(tmp_path: Path, disk: _Disk) -> N
     finally:
         writer.dispose()
         reader.dispose()
+
+
+def test_a_store_whose_first_commits_nobody_waits_for_syncs_them_lazily(
+    db: Database, disk: _Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable, "LAZY_SYNC_S", 0.05)
+    db.dispose()  # no syncing thread now, until a commit needs one
+    calls = disk.calls
+    _spend(db, 1)
+    deadline = time.monotonic() + 5
+    while disk.calls == calls:
+        assert time.monotonic() < deadline, "no thread came to sync the spend"
+        time.sleep(0.01)
