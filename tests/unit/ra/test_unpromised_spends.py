@@ -9,7 +9,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -67,39 +67,47 @@ def _settled(syncs: _Syncs) -> int:
     return syncs.calls
 
 
-def test_a_spend_on_its_own_asks_for_no_sync(
-    grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
-) -> None:
-    ctx, _, _ = grouped
+def _spends_without_a_sync(ctx: RAContext, syncs: _Syncs, spend: Callable[[str], object]) -> None:
+    """``spend`` a fresh nonce: no sync follows, and the nonce is spent all the same."""
     before = _settled(syncs)
     nonce = secrets.token_urlsafe(16)
-    replay.use_nonce(ctx, nonce, EXPIRES)
+    spend(nonce)
     assert _settled(syncs) == before
     with pytest.raises(AcmeError) as refused:
         replay.use_nonce(ctx, nonce, EXPIRES)
     assert refused.value.type is ProblemType.BAD_NONCE
+
+
+def _pending(account: Account, profile: Profile) -> replay.PendingSpend:
+    nonce = secrets.token_urlsafe(16)
+    return replay.PendingSpend(nonce, EXPIRES, account.id, profile.id, account.jwk_json)
+
+
+def test_a_spend_on_its_own_asks_for_no_sync(
+    grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
+) -> None:
+    ctx, _, _ = grouped
+    _spends_without_a_sync(ctx, syncs, lambda nonce: replay.use_nonce(ctx, nonce, EXPIRES))
 
 
 def test_a_kid_spend_asks_for_no_sync(
     grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
 ) -> None:
     ctx, account, profile = grouped
-    before = _settled(syncs)
-    nonce = secrets.token_urlsafe(16)
-    authenticate_kid(ctx, AccountCache(), profile, account.id, nonce, EXPIRES, lambda _: None)
-    assert _settled(syncs) == before
-    with pytest.raises(AcmeError) as refused:
-        replay.use_nonce(ctx, nonce, EXPIRES)
-    assert refused.value.type is ProblemType.BAD_NONCE
+    _spends_without_a_sync(
+        ctx,
+        syncs,
+        lambda nonce: authenticate_kid(
+            ctx, AccountCache(), profile, account.id, nonce, EXPIRES, lambda _: None
+        ),
+    )
 
 
 def test_a_read_that_spends_asks_for_no_sync(
     grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
 ) -> None:
     ctx, account, profile = grouped
-    spend = replay.PendingSpend(
-        secrets.token_urlsafe(16), EXPIRES, account.id, profile.id, account.jwk_json
-    )
+    spend = _pending(account, profile)
     before = _settled(syncs)
     with replay.read_spending(ctx, spend):
         pass
@@ -111,9 +119,7 @@ def test_a_write_that_spends_waits_for_its_sync(
     grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
 ) -> None:
     ctx, account, profile = grouped
-    spend = replay.PendingSpend(
-        secrets.token_urlsafe(16), EXPIRES, account.id, profile.id, account.jwk_json
-    )
+    spend = _pending(account, profile)
     before = syncs.calls
     with replay.write_spending(ctx, spend):
         pass
