@@ -71,6 +71,7 @@ def initialize(settings: Settings, *, clock: Clock = utc_now) -> Runtime:
                 now=now,
             )
     ensure_default_profile(runtime.ra_context, DEFAULT_PROFILE_ID, runtime.ca.default_issuer.id)
+    _report_unsignable_profiles(runtime)
     log.info(
         "initialized",
         extra={
@@ -82,6 +83,24 @@ def initialize(settings: Settings, *, clock: Clock = utc_now) -> Runtime:
         },
     )
     return runtime
+
+
+def _report_unsignable_profiles(runtime: Runtime) -> None:
+    """A replica started with a ``ca/`` of its own against a shared database finds profiles
+    bound to issuers whose keys it lacks: every finalize for them would fail. Said once,
+    at the start, in words an operator can act on."""
+    with runtime.db.read() as conn:
+        profiles = inventory.list_profiles(conn)
+    for profile in profiles:
+        if profile.issuer_id not in runtime.ca.issuers:
+            log.error(
+                "profile %r is bound to issuer %s, whose key is not in %s: this server "
+                "cannot sign its certificates (replicas must share the data directory's "
+                "ca/; see docs/deployment.md)",
+                profile.id,
+                profile.issuer_id,
+                runtime.settings.data_dir / "ca",
+            )
 
 
 @contextmanager
