@@ -15,7 +15,10 @@ as with FULL, because nothing is answered before the sync that covers it:
   sees the count;
 - within a request (``hold``) nothing waits transaction by transaction: what is needed
   is noted, and the answer waits once, on the event loop for ``WalSyncer.future``
-  without blocking the loop, on a handler thread in ``Hold.wait``.
+  without blocking the loop, on a handler thread in ``Hold.wait``;
+- a commit that no answer reports (``Database.write(promised=False)``: a spent nonce
+  beside reads) is not waited for; the next sync carries it, and the thread syncs it
+  ``LAZY_SYNC_S`` after it when nobody asks sooner.
 
 Several processes on one file (workers): a reader cannot know which commits of another
 process it saw, nor whether they are synced. But an fdatasync of the WAL flushes every
