@@ -50,15 +50,16 @@ NONCE_KEY = "acme_nonce_hmac_key"
 
 def build_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.settings
+    metrics = Metrics()
+    if runtime.db.syncer is not None:
+        # Before this process's first commit, so that the counters see every one.
+        runtime.db.syncer.observe = metrics.group_commit()
     with runtime.db.write() as conn:
         # Shared by every worker and replica, so a nonce minted by one is honoured by all.
         key = secret_store.get_or_create(
             conn, NONCE_KEY, lambda: secrets.token_bytes(32), runtime.clock()
         )
     codec = NonceCodec(key, settings.acme.nonce_ttl, runtime.clock)
-    metrics = Metrics()
-    if runtime.db.syncer is not None:
-        runtime.db.syncer.observe = metrics.group_commit()
     va = build_va(settings.acme.validation)
     validator = Validator(
         va=va,
