@@ -10,7 +10,13 @@ then does only what is left: the column types' bind processors (``UTCDateTime``:
 UTC in, naive UTC for SQLite), the cursor call, and the result processors.
 
 It runs on the caller's ``Connection``, inside whatever transaction that connection is
-in. A driver error goes through SQLAlchemy's own handling of driver errors
+in. On PostgreSQL every statement of a connection runs on one psycopg cursor, kept with
+the connection: a new cursor per statement cost about a third of psycopg's share of a
+statement (measured: about 15 µs of 45), and a client-side cursor holds nothing on the
+server between statements. On SQLite each statement has a cursor of its own, closed
+after it: an open cursor's unfinished SELECT would keep its statement active.
+
+A driver error goes through SQLAlchemy's own handling of driver errors
 (``Connection._handle_dbapi_exception``), so callers still catch ``IntegrityError`` and
 ``OperationalError``, and a lost PostgreSQL connection still invalidates the pool: that
 is SQLAlchemy's private method, and ``tests/unit/storage/test_fast.py`` holds it to both.
@@ -30,12 +36,15 @@ from sqlalchemy.sql.expression import ClauseElement, ReturnsRows
 Row = dict[str, Any]
 _Processor = Callable[[Any], Any] | None
 _MISSING = object()
+# The key of a connection's kept cursor in SQLAlchemy's per-connection ``info``, which is
+# cleared when the driver's connection is replaced (after an invalidation, say).
+_CURSOR = "certctl.fast_cursor"
 
 
 class _Plan:
     """A statement compiled for one dialect, and how to bind and read it."""
 
-    __slots__ = ("binds", "columns", "positional", "results", "sql")
+    __slots__ = ("binds", "columns", "keep_cursor", "positional", "results", "sql")
 
     def __init__(self, stmt: ClauseElement, keys: Sequence[str], dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) or None)
@@ -43,6 +52,7 @@ class _Plan:
             raise TypeError("FastStatement takes DML and SELECT statements")
         self.sql = compiled.string
         self.positional = dialect.positional
+        self.keep_cursor = dialect.name == "postgresql"
         by_name = {name: bind for bind, name in compiled.bind_names.items()}
         names = list(compiled.positiontup or ()) if self.positional else list(by_name)
         # (name in the SQL, processor, value when the caller gives none)
@@ -113,7 +123,13 @@ class FastStatement:
         except (KeyError, TypeError, ValueError) as exc:
             # As Connection.execute reports a value its type refuses (a naive datetime).
             raise StatementError(f"({type(exc).__name__}) {exc}", plan.sql, None, exc) from exc
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        fairy = conn.connection
+        if plan.keep_cursor:
+            cursor = fairy.info.get(_CURSOR)
+            if cursor is None:
+                cursor = fairy.info[_CURSOR] = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        else:
+            cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
         # Cursor events are honoured as Connection.execute honours them (tests count
         # statements with them); an engine without listeners pays one truth test.
         listeners = conn.dispatch.before_cursor_execute
@@ -133,13 +149,15 @@ class FastStatement:
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run it once per parameter set, in one driver call (psycopg pipelines them: one
         round trip for all)."""
-        self._call(conn, self._plan(conn), rows, many=True).close()
+        plan = self._plan(conn)
+        _done(plan, self._call(conn, plan, rows, many=True))
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it; the number of rows it changed."""
-        cursor = self._execute(conn, self._plan(conn), params)
+        plan = self._plan(conn)
+        cursor = self._execute(conn, plan, params)
         count: int = cursor.rowcount
-        cursor.close()
+        _done(plan, cursor)
         return count
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Row | None:
@@ -147,7 +165,7 @@ class FastStatement:
         plan = self._plan(conn)
         cursor = self._execute(conn, plan, params)
         raw = cursor.fetchone()
-        cursor.close()
+        _done(plan, cursor)
         return None if raw is None else plan.row(raw)
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Row]:
@@ -155,5 +173,11 @@ class FastStatement:
         plan = self._plan(conn)
         cursor = self._execute(conn, plan, params)
         rows = cursor.fetchall()
-        cursor.close()
+        _done(plan, cursor)
         return [plan.row(raw) for raw in rows]
+
+
+def _done(plan: _Plan, cursor: Any) -> None:
+    """A statement's cursor once it has been read: closed unless the connection keeps it."""
+    if not plan.keep_cursor:
+        cursor.close()

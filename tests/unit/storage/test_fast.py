@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from certctl.storage._fast import FastStatement
@@ -114,3 +114,27 @@ def test_a_lost_postgresql_connection_invalidates_and_the_next_one_works(
             assert GET_EVENT.first(conn, {"b_id": "evt-1"}) is None
     finally:
         database.dispose()
+
+
+def test_postgresql_keeps_one_cursor_per_connection_sqlite_one_per_statement(
+    db: Database,
+) -> None:
+    seen: list[object] = []
+
+    def record(_conn: object, cursor: object, *_args: object) -> None:
+        seen.append(cursor)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.write() as conn:
+            for n in range(3):
+                INSERT_EVENT.rowcount(conn, _event(f"evt-{n}"))
+            GET_EVENT.first(conn, {"b_id": "evt-1"})
+            EVENTS_SINCE.all(conn, {"b_at": NOW})
+        with db.read() as conn:  # the pool's one connection again (or another)
+            rows = EVENTS_SINCE.all(conn, {"b_at": NOW})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert [r["id"] for r in rows] == ["evt-0", "evt-1", "evt-2"]
+    distinct = len({id(cursor) for cursor in seen[:5]})
+    assert distinct == (5 if db.is_sqlite else 1)
