@@ -114,7 +114,6 @@ class WalSyncer:
         self._failed: str | None = None  # why the last failed sync failed
         self._failed_upto = 0  # commits the failed sync should have covered
         self._waiting: dict[asyncio.AbstractEventLoop, list[tuple[int, asyncio.Future[None]]]] = {}
-        self._wal_inode: int | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
         self._syncs = 0
@@ -229,6 +228,13 @@ class WalSyncer:
     # -- the syncing thread ----------------------------------------------------------
 
     def _run(self) -> None:
+        wal = _WalFile(self.wal_path, self._dir)
+        try:
+            self._syncing(wal)
+        finally:
+            wal.close()
+
+    def _syncing(self, wal: _WalFile) -> None:
         while True:
             with self._cond:
                 # Sync when someone waits for a commit that has ended and that no sync
@@ -251,7 +257,7 @@ class WalSyncer:
                 upto = self._ended
             error: str | None = None
             try:
-                self._sync()
+                wal.sync()
             except Exception as exc:  # an OSError; anything else must not end the thread
                 # After a failed fsync the kernel may have dropped the dirty pages: what
                 # was committed meanwhile cannot be promised (the waiters fail).
@@ -296,28 +302,6 @@ class WalSyncer:
                     del self._waiting[loop]
         return ready
 
-    def _sync(self) -> None:
-        try:
-            fd = os.open(self.wal_path, os.O_RDONLY)
-        except FileNotFoundError:
-            # No WAL: the last connection to close checkpointed it into the database
-            # file and synced that (any synchronous setting but OFF) before removing it.
-            return
-        try:
-            os.fdatasync(fd)
-            inode = os.fstat(fd).st_ino
-        finally:
-            os.close(fd)
-        if inode != self._wal_inode:
-            # A WAL file new to us: its directory entry must reach the disk too, or a
-            # crash could lose the file with the commits in it.
-            dir_fd = os.open(self._dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-            self._wal_inode = inode
-
     def close(self) -> None:
         """Stop the thread; whoever waits now is told the store is closed. A store used
         again afterwards (SQLAlchemy allows it after dispose) starts a new thread."""
@@ -336,6 +320,64 @@ class WalSyncer:
                 loop.call_soon_threadsafe(
                     _settle_futures, [fut for _, fut in waits], "the store is closed"
                 )
+
+
+class _WalFile:
+    """The WAL as one syncing thread syncs it. Its descriptor is kept between syncs: an
+    open, an fstat and a close per sync were as many system calls again, each one more
+    wait for the GIL against a busy event loop. A ``stat`` of the path after each sync
+    notices a WAL that SQLite has replaced, which is then opened and synced too."""
+
+    __slots__ = ("_dir", "_fd", "_inode", "_path")
+
+    def __init__(self, path: str, directory: str) -> None:
+        self._path = path
+        self._dir = directory
+        self._fd: int | None = None
+        self._inode: int | None = None
+
+    def sync(self) -> None:
+        if self._fd is None:
+            self._open()
+            return
+        os.fdatasync(self._fd)
+        try:
+            inode: int | None = os.stat(self._path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode != self._inode:
+            # The last connection to close checkpointed the WAL held here into the
+            # database file and synced that (any synchronous setting but OFF) before
+            # removing it; the commits being synced may be in a new WAL since.
+            self.close()
+            self._open()
+
+    def _open(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # no WAL: checkpointed into the database file, which was synced
+        try:
+            os.fdatasync(fd)
+            inode = os.fstat(fd).st_ino
+            if inode != self._inode:
+                # A WAL file new to us: its directory entry must reach the disk too, or
+                # a crash could lose the file with the commits in it.
+                dir_fd = os.open(self._dir, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+                self._inode = inode
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _settle_futures(futures: list[asyncio.Future[None]], error: str | None) -> None:
