@@ -3,10 +3,13 @@
 SQLite (embedded default) runs in WAL mode with durable commits (``synchronous=FULL``,
 unless the operator chose NORMAL); write transactions start with ``BEGIN IMMEDIATE`` so
 two writers queue on the busy timeout instead of failing a lock upgrade.
-Each thread keeps the SQLite connection of its last transaction for its next one
-(``_Idle``): taking a connection from the pool and giving it back cost more than the
-transaction around a statement (measured: about a tenth of an issuance's CPU), and the
-connection's page cache stays valid between its own transactions.
+Each thread keeps the connection of its last transaction for its next one (``_Kept``):
+taking a connection from the pool and giving it back cost more than the transaction
+around a statement (measured: about a tenth of an issuance's CPU on SQLite; on
+PostgreSQL 20 to 40 µs per transaction, 4 to 8 % of an issuance's CPU with the
+database's), and a SQLite connection's page cache stays valid between its own
+transactions. On PostgreSQL at most ``pool_size`` threads keep one, so the pool's
+overflow is always left to the others.
 PostgreSQL uses psycopg 3 with a small pool, at READ COMMITTED (pinned, whatever the
 server's default). Reads and single-statement writes run in autocommit: at READ COMMITTED
 every statement takes its own snapshot even inside a transaction, so a BEGIN and a COMMIT
@@ -14,7 +17,8 @@ around them would add two round trips and nothing else. There is no pre-ping (a 
 trip before every transaction, about 15 % of an issuance's CPU): the first statement that
 finds its connection dead fails that one request, and SQLAlchemy's disconnect handling
 then invalidates the whole pool, so a restarted server is reconnected without manual
-steps.
+steps; a kept connection opened before that invalidation (or older than the pool's
+recycle age) is let go when its thread next takes it, as the pool would at a checkout.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +37,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool
 
 from certctl.config import SQLITE_SYNCHRONOUS  # config is light: it imports only domain
 from certctl.storage.durable import WalSyncer
@@ -83,13 +89,9 @@ class Database:
             # Grouped: SQLite writes the WAL at COMMIT and the syncer makes it durable.
             synchronous="NORMAL" if grouped else synchronous,
         )
-        # The same pool; a connection taken through this one is in autocommit until it is
-        # returned (SQLAlchemy resets the isolation level on check-in, without a round trip).
-        self._autocommit = (
-            None if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
         self._writer = threading.RLock()
-        self._idle = _Idle() if self.is_sqlite else None
+        # SQLite connections cost little: every thread may keep one.
+        self._kept = _Kept(None if self.is_sqlite else pool_size)
 
     @property
     def commits_wait_for_the_disk(self) -> bool:
@@ -101,13 +103,13 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """Reads only. On SQLite one transaction (one snapshot); on PostgreSQL each statement
         sees what was committed when it started, as it would at READ COMMITTED anyway."""
-        if self._autocommit is not None:
-            with self._autocommit.connect() as conn:
+        if not self.is_sqlite:
+            with self._autocommit() as conn:
                 yield conn
             return
         syncer = self.syncer
         try:
-            with self._sqlite_connection() as conn, conn.begin():
+            with self._connection() as conn, conn.begin():
                 _sqlite_begin(conn, "BEGIN DEFERRED")
                 yield conn
         finally:
@@ -116,18 +118,39 @@ class Database:
                 syncer.settle(syncer.visible())
 
     @contextmanager
-    def _sqlite_connection(self) -> Iterator[Connection]:
-        """A SQLite connection for one transaction: this thread's idle one if it has one
-        (a nested transaction takes another from the pool, as before)."""
-        assert self._idle is not None
-        conn = self._idle.take()
+    def _connection(self) -> Iterator[Connection]:
+        """A connection for one transaction: this thread's kept one if it has one (a
+        nested transaction takes another from the pool, as before)."""
+        conn = self._kept.take()
+        if conn is not None and _outdated(conn, self.engine.pool):
+            conn.close()  # back to the pool, which reconnects it at its next checkout
+            conn = None
         if conn is None:
             conn = self.engine.connect()
         try:
             yield conn
         finally:
-            if conn.invalidated or not self._idle.keep(conn):
+            if conn.invalidated or not self._kept.keep(conn):
                 conn.close()
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """PostgreSQL: a connection in autocommit for the block. Set on the driver, not
+        through SQLAlchemy's isolation level, which is applied and reset at every checkout
+        (measured: about 16 µs more per use)."""
+        with self._connection() as conn:
+            driver = conn.connection.driver_connection
+            driver.autocommit = True  # type: ignore[union-attr]
+            try:
+                yield conn
+            finally:
+                try:
+                    if conn.in_transaction():  # begun by SQLAlchemy only: nothing to send
+                        conn.rollback()
+                    driver.autocommit = False  # type: ignore[union-attr]
+                except Exception:  # a broken connection: never kept
+                    log.debug("connection dropped after autocommit", exc_info=True)
+                    conn.invalidate()
 
     @contextmanager
     def statement(self, *, promised: bool = True) -> Iterator[Connection]:
@@ -135,8 +158,8 @@ class Database:
         PostgreSQL in autocommit, one round trip instead of three; on SQLite a write
         transaction, because the writers' lock must still be taken. ``promised`` as for
         ``write``."""
-        if self._autocommit is not None:
-            with self._autocommit.connect() as conn:
+        if not self.is_sqlite:
+            with self._autocommit() as conn:
                 yield conn
             return
         with self.write(promised=promised) as conn:
@@ -154,7 +177,7 @@ class Database:
         the next sync anyone waits for carries it to the disk, or a sync soon after
         (``durable.LAZY_SYNC_S``)."""
         if not self.is_sqlite:
-            with self.engine.connect() as conn, conn.begin():
+            with self._connection() as conn, conn.begin():
                 yield conn
             return
         # SQLite has one writer at a time. Writers of this process queue on a lock, in
@@ -165,7 +188,7 @@ class Database:
         syncer = self.syncer
         needed: int | None = None  # the commit the answer waits for; None: what it read
         try:
-            with self._sqlite_connection() as conn, conn.begin() as transaction:
+            with self._connection() as conn, conn.begin() as transaction:
                 _sqlite_begin(conn, "BEGIN IMMEDIATE")
                 yield conn
                 if syncer is not None:
@@ -235,49 +258,73 @@ class Database:
         conn.commit()
 
     def release_idle(self) -> None:
-        """Give this thread's idle SQLite connection back to the pool (a thread that is
-        done with the store; tests whose pool holds a single connection)."""
-        if self._idle is not None:
-            self._idle.close_mine()
+        """Give this thread's kept connection back to the pool (a thread that is done
+        with the store; tests whose pool holds a single connection)."""
+        self._kept.close_mine()
 
     def dispose(self) -> None:
-        self.release_idle()
+        self._kept.close_all()
         self.engine.dispose()
         if self.syncer is not None:
             self.syncer.close()
 
 
-class _Idle(threading.local):
-    """One idle connection per thread, kept between that thread's transactions.
+class _Kept:
+    """Each thread's idle connection, kept between that thread's transactions.
 
-    When a thread ends, its slot goes and ``_Slot.__del__`` gives the connection back to
-    the pool (SQLAlchemy would warn about one collected unreturned)."""
+    ``limit``: how many threads may keep one (None: any). When a thread ends, its slot
+    goes and ``_Slot.__del__`` gives the connection back to the pool (SQLAlchemy would
+    warn about one collected unreturned); ``close_all`` gives back every thread's, and no
+    connection is kept after it."""
 
-    slot: _Slot | None = None
+    def __init__(self, limit: int | None) -> None:
+        self._local = threading.local()
+        self._limit = limit
+        self._lock = threading.Lock()
+        # Slots of live threads; a dead thread's leaves the set when it is collected.
+        self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
+        self._closed = False
 
     def take(self) -> Connection | None:
-        slot = self.slot
+        slot: _Slot | None = getattr(self._local, "slot", None)
         if slot is None or slot.conn is None:
             return None
-        conn, slot.conn = slot.conn, None
+        with self._lock:
+            conn, slot.conn = slot.conn, None
         return conn
 
     def keep(self, conn: Connection) -> bool:
-        if self.slot is None:
-            self.slot = _Slot()
-        if self.slot.conn is not None:
-            return False
-        self.slot.conn = conn
-        return True
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        with self._lock:
+            if self._closed:
+                return False
+            if slot is None:
+                if self._limit is not None and len(self._slots) >= self._limit:
+                    return False
+                slot = self._local.slot = _Slot()
+                self._slots.add(slot)
+            if slot.conn is not None:
+                return False
+            slot.conn = conn
+            return True
 
     def close_mine(self) -> None:
         conn = self.take()
         if conn is not None:
             conn.close()
 
+    def close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            kept = [slot.conn for slot in list(self._slots) if slot.conn is not None]
+            for slot in list(self._slots):
+                slot.conn = None
+        for conn in kept:
+            conn.close()
+
 
 class _Slot:
-    __slots__ = ("conn",)
+    __slots__ = ("__weakref__", "conn")
 
     def __init__(self) -> None:
         self.conn: Connection | None = None
@@ -285,6 +332,22 @@ class _Slot:
     def __del__(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+def _outdated(conn: Connection, pool: Pool) -> bool:
+    """What the pool checks at a checkout, which a kept connection skips: opened before
+    the pool was invalidated (a disconnect seen on any of its connections), or older
+    than its recycle age; or a driver connection known to be closed. SQLAlchemy's
+    private attributes, held to by ``tests/unit/storage/test_thread_connections.py``."""
+    fairy = conn.connection
+    record = getattr(fairy, "_connection_record", None)
+    if record is None or getattr(fairy.driver_connection, "closed", False):
+        return True
+    started: float = record.starttime
+    recycle: int = pool._recycle
+    return bool(pool._invalidate_time > started) or (
+        recycle > -1 and time.time() - started > recycle
+    )
 
 
 def _make_engine(url: str, *, pool_size: int, sqlite: bool, synchronous: str) -> Engine:
@@ -297,7 +360,7 @@ def _make_engine(url: str, *, pool_size: int, sqlite: bool, synchronous: str) ->
             pool_pre_ping=False,
             pool_recycle=1800,
         )
-    # Every thread that uses the store keeps a connection (_Idle): SQLite's cost little,
+    # Every thread that uses the store keeps a connection (_Kept): SQLite's cost little,
     # so the pool may grow well past the threads a process runs.
     engine = create_engine(url, pool_size=pool_size, max_overflow=SQLITE_MAX_OVERFLOW)
     return _sqlite_engine(engine, synchronous)
