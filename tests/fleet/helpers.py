@@ -338,21 +338,15 @@ def reconcile_stuck(db: FleetDb, stuck_after: timedelta) -> tuple[list[str], flo
 # -- client load -------------------------------------------------------------------------
 
 
-# A load client's orders per account before it registers another: under the default limit
-# of 100 new orders per account per hour, which a fast fleet reaches within a test's run.
-ORDERS_PER_ACCOUNT = 50
-
-
 @dataclass
 class FlowLoad:
     """Client threads running full ACME flows through haproxy in a loop until stopped.
 
-    A flow that fails is retried with a fresh client and account, and every
-    ``ORDERS_PER_ACCOUNT`` orders a client takes a new account (the rate limits are not
-    what these tests are about). Errors count as clean when they are a broken connection
-    (``connection_errors``: a replica died under the request) or a problem document of a
-    ``retryable`` type; anything else (a timeout, a body that is not a problem document, a
-    wrong answer) is unclean and kept with its traceback.
+    A flow that fails is retried with a fresh client and account. Errors count as clean
+    when they are a broken connection (``connection_errors``: a replica died under the
+    request) or a problem document of a ``retryable`` type; anything else (a timeout, a
+    body that is not a problem document, a wrong answer) is unclean and kept with its
+    traceback.
     """
 
     fleet: Fleet
@@ -386,18 +380,16 @@ class FlowLoad:
 
     def _flows(self, worker: int) -> None:
         acme: AcmeClient | None = None
-        n = orders = 0
+        n = 0
         while not self._stop.is_set():
             n += 1
             ordered = False
             try:
-                if acme is None or acme.net.account is None or orders >= ORDERS_PER_ACCOUNT:
+                if acme is None or acme.net.account is None:
                     acme = fleet_client(
                         self.fleet.directory_url, self.fleet.root_pem_path, keepalive=self.keepalive
                     )
                     acme.register()
-                    orders = 0
-                orders += 1
                 order, _ = acme.order(f"w{worker}-{n}.{self.label}.fleet.test")
                 ordered = True
                 order = acme.acme.begin_finalization(order)
