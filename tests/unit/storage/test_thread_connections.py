@@ -2,8 +2,8 @@
 (certctl.storage.db._Kept), gives it back to the pool when it ends, and a nested
 transaction still gets a connection of its own. On PostgreSQL: reads run in autocommit on
 the kept connection, at most ``pool_size`` threads keep one, a kept connection opened
-before the pool was invalidated (a disconnect) is not used again, and ``dispose`` gives
-back every thread's."""
+before the pool was invalidated (a disconnect) or older than the pool's recycle age is not
+used again, and ``dispose`` gives back every thread's."""
 
 from __future__ import annotations
 
@@ -207,6 +207,18 @@ def test_postgres_kept_connection_is_dropped_after_a_disconnect(
     assert holder.error is None, holder.error
     assert holder.then not in (None, holder.pid)
     assert _backend_pid(pg, write=True) != mine
+
+
+@pytest.mark.postgres
+def test_postgres_kept_connection_older_than_the_recycle_age_is_replaced(pg: Database) -> None:
+    first = _backend_pid(pg, write=True)
+    assert _backend_pid(pg, write=False) == first  # kept
+    pool = pg.engine.pool
+    recycle, pool._recycle = pool._recycle, 0  # every connection is now past its age
+    try:
+        assert _backend_pid(pg, write=False) != first
+    finally:
+        pool._recycle = recycle
 
 
 @pytest.mark.postgres
