@@ -143,6 +143,10 @@ class FastStatement:
             else:
                 cursor.execute(plan.sql, given)
         except Exception as exc:
+            if plan.keep_cursor:
+                # SQLAlchemy closes the cursor of a failed statement: the connection,
+                # which outlives the error (a unique key refused, say), takes a new one.
+                del fairy.info[_CURSOR]
             conn._handle_dbapi_exception(exc, plan.sql, given, cursor, None)
         return cursor
 

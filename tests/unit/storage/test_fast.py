@@ -78,6 +78,9 @@ def test_a_duplicate_key_is_sqlalchemys_integrity_error_and_rolls_back(db: Datab
         INSERT_EVENT.rowcount(conn, _event("evt-1"))
     with db.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar_one() == 1
+        # The connection this thread kept goes on working: SQLAlchemy closed the cursor
+        # of the failed statement, which PostgreSQL's connection must not keep.
+        assert GET_EVENT.first(conn, {"b_id": "evt-1"}) is not None
 
 
 def test_a_value_the_type_refuses_is_a_statement_error(db: Database) -> None:
