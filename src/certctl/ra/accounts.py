@@ -253,6 +253,7 @@ def spend_for_kid(
                 account_id=known.id,
                 profile_id=profile.id,
                 jwk_json=known.jwk_json,
+                lazy=True,
             )
         if spent:
             cache.put(known)
@@ -263,7 +264,7 @@ def spend_for_kid(
             if confirmed:
                 # Raising here rolls back: a refused account spends no nonce.
                 current = _usable_for_kid(current, profile)
-                spend_nonce(conn, nonce, nonce_expires_at)
+                spend_nonce(conn, nonce, nonce_expires_at, lazy=True)
         if confirmed and current is not None:
             cache.put(current)
             return current

@@ -33,8 +33,8 @@ from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, order_view
 from certctl.ra.pki import crl_url, ocsp_url
-from certctl.ra.replay import PendingSpend, read_spending, write_spending
-from certctl.storage import audit_log, inventory, revocations
+from certctl.ra.replay import PendingSpend, pending, read_spending, settle_spent
+from certctl.storage import audit_log, inventory, issuance, revocations
 from certctl.storage import orders as order_store
 
 log = logging.getLogger(__name__)
@@ -112,18 +112,28 @@ def finalize(
         check_caa_at_finalize(ctx, validator, profile, account, authzs)
     serial = new_serial()
     now = ctx.clock()
-    with write_spending(ctx, spend) as conn:
-        if not order_store.begin_processing(conn, order_id, canonical_serial(serial), now):
-            raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
-        audit_log.record(
+    audit = audit_log.event(
+        at=now,
+        actor=actor_for(account.id),
+        action="acme_order_processing",
+        object_type="acme_order",
+        object_id=order_id,
+        details={"serial": canonical_serial(serial)},
+    )
+    unspent = pending(spend)
+    # Durable before anything is signed: the serial is recorded first (promised).
+    with ctx.db.statement() as conn:
+        spent, claimed = issuance.claim(
             conn,
-            at=now,
-            actor=actor_for(account.id),
-            action="acme_order_processing",
-            object_type="acme_order",
-            object_id=order_id,
-            details={"serial": canonical_serial(serial)},
+            order_id,
+            canonical_serial(serial),
+            now,
+            audit=audit,
+            spend=unspent.owner() if unspent is not None else None,
         )
+    settle_spent(unspent, spent)
+    if not claimed:
+        raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
     issued = _sign(ctx, ca, profile, account, view, csr, serial)
     return _record(ctx, profile, account, view, csr, issued)
 
@@ -246,35 +256,33 @@ def _record(
         aki=_aki_hex(issued.certificate),
     )
     actor = actor_for(account.id)
-    with ctx.db.write() as conn:
-        inventory.insert_certificate(
-            conn, version, name=f"acme-{view.order.id}", common_name=names[0], sans=names, now=now
+    certificate, version_row = inventory.certificate_rows(
+        version, name=f"acme-{view.order.id}", common_name=names[0], sans=names, now=now
+    )
+    events = (
+        audit_log.event(
+            at=now,
+            actor=actor,
+            action="certificate_created",
+            object_type="certificate",
+            object_id=version.certificate_id,
+            details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
+        ),
+        audit_log.event(
+            at=now,
+            actor=actor,
+            action="acme_order_finalized",
+            object_type="acme_order",
+            object_id=view.order.id,
+            details={"certificate_id": version.id, "serial": version.serial},
+        ),
+    )
+    with ctx.db.statement() as conn:
+        recorded = issuance.record(
+            conn, view.order.id, now, certificate=certificate, version=version_row, audit=events
         )
-        if not order_store.finish_processing(
-            conn, view.order.id, new=OrderStatus.VALID, now=now, certificate_id=version.id
-        ):  # pragma: no cover - the CAS above makes this unreachable
-            raise AcmeError(ProblemType.SERVER_INTERNAL, "order changed while issuing")
-        audit_log.record_many(
-            conn,
-            [
-                audit_log.event(
-                    at=now,
-                    actor=actor,
-                    action="certificate_created",
-                    object_type="certificate",
-                    object_id=version.certificate_id,
-                    details={"serial": version.serial, "source": "acme", "profile_id": profile.id},
-                ),
-                audit_log.event(
-                    at=now,
-                    actor=actor,
-                    action="acme_order_finalized",
-                    object_type="acme_order",
-                    object_id=view.order.id,
-                    details={"certificate_id": version.id, "serial": version.serial},
-                ),
-            ],
-        )
+    if not recorded:  # pragma: no cover - the claim's compare-and-set makes this unreachable
+        raise AcmeError(ProblemType.SERVER_INTERNAL, "order changed while issuing")
     done = replace(view.order, stored_status=OrderStatus.VALID, certificate_id=version.id)
     return OrderView(done, OrderStatus.VALID, view.replaces)
 

@@ -7,8 +7,10 @@ the transaction) that confirms its account (certctl.ra.accounts.authenticate_kid
 jwk-signed one on its own.
 
 No answer waits for its spend to reach the disk (``promised=False``, see
-``Database.write``): a crash of the machine before the next sync (within 0.1 s,
-``durable.LAZY_SYNC_S``) may take the record back, and the nonce could then be replayed
+``Database.write``; on PostgreSQL the spend's statement is ``lazy``, see
+storage.nonces): a crash of the machine before the next sync (within 0.1 s,
+``durable.LAZY_SYNC_S``; on PostgreSQL within ``wal_writer_delay``) may take the
+record back, and the nonce could then be replayed
 until it expires; waiting before answering would not close that window, only keep the
 answer from its client. Whatever the answer reports (an order created, a certificate
 issued) is committed with ``promised`` and waited for, and that sync carries the spends
@@ -18,12 +20,14 @@ A request whose operation has no effect before its first write transaction (newO
 finalize, and the reads of an order or a certificate) may instead carry its nonce as a
 ``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then that
 transaction, ``read_spending``): one commit fewer, and the account is confirmed in the
-transaction that acts for it. Whoever defers settles afterwards: if the operation failed
-before spending, or only read, the nonce is spent on its own then, before any answer
-leaves, and an operation whose spend found the nonce used or the account changed
-(``NonceRaceError``) is rolled back and redone after the ordinary spend. An operation
-that consults a rate limit before that transaction (newOrder) spends the nonce first
-(``spend_first``), so a replay neither trips a limit nor uses up an allowance.
+transaction that acts for it. A finalize's claim is one statement that spends it with
+its own writes (``pending``, then ``settle_spent``). Whoever defers settles afterwards:
+if the operation failed before spending, or only read, the nonce is spent on its own
+then, before any answer leaves, and an operation whose spend found the nonce used or
+the account changed (``NonceRaceError``) is rolled back and redone after the ordinary
+spend. An operation that consults a rate limit before that transaction (newOrder)
+spends the nonce first (``spend_first``), so a replay neither trips a limit nor uses up
+an allowance.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -40,10 +45,11 @@ from certctl.ra.context import RAContext
 from certctl.storage import nonces
 
 
-def spend_nonce(conn: Connection, nonce: str, expires_at: datetime) -> None:
+def spend_nonce(conn: Connection, nonce: str, expires_at: datetime, *, lazy: bool = False) -> None:
     """Record the use of ``nonce`` in the caller's transaction; ``badNonce`` if it was
-    used before (the caller's transaction then rolls back, writing nothing)."""
-    if not nonces.consume(conn, nonce, expires_at):
+    used before (the caller's transaction then rolls back, writing nothing). ``lazy``
+    only in a transaction of ``Database.write(promised=False)`` (storage.nonces)."""
+    if not nonces.consume(conn, nonce, expires_at, lazy=lazy):
         raise AcmeError(ProblemType.BAD_NONCE, "nonce has already been used")
 
 
@@ -51,7 +57,7 @@ def use_nonce(ctx: RAContext, nonce: str, expires_at: datetime) -> None:
     """``spend_nonce`` on its own: one statement, atomic by itself. No answer reports the
     spend, so the answer does not wait for it to reach the disk (``promised=False``)."""
     with ctx.db.statement(promised=False) as conn:
-        spend_nonce(conn, nonce, expires_at)
+        spend_nonce(conn, nonce, expires_at, lazy=True)
 
 
 class NonceRaceError(Exception):
@@ -79,18 +85,22 @@ class PendingSpend:
         self.spent = True
         return True
 
-    def consume(self, conn: Connection) -> None:
+    def consume(self, conn: Connection, *, lazy: bool = False) -> None:
         """Spend it in the caller's transaction if the account still has that key, is
-        valid and of that profile; else NonceRaceError (which rolls the caller back)."""
-        if not nonces.consume_for_account(
-            conn,
-            self.nonce,
-            self.expires_at,
-            account_id=self.account_id,
-            profile_id=self.profile_id,
-            jwk_json=self.jwk_json,
-        ):
+        valid and of that profile; else NonceRaceError (which rolls the caller back).
+        ``lazy`` as for ``spend_nonce``."""
+        if not nonces.consume_for_account(conn, lazy=lazy, **self.owner()):
             raise NonceRaceError
+
+    def owner(self) -> dict[str, Any]:
+        """The keywords of ``nonces.consume_for_account`` but ``conn``."""
+        return {
+            "nonce": self.nonce,
+            "expires_at": self.expires_at,
+            "account_id": self.account_id,
+            "profile_id": self.profile_id,
+            "jwk_json": self.jwk_json,
+        }
 
 
 def spend_first(ctx: RAContext, spend: PendingSpend | None) -> None:
@@ -100,8 +110,25 @@ def spend_first(ctx: RAContext, spend: PendingSpend | None) -> None:
     if spend is None or spend.spent:
         return
     with ctx.db.statement(promised=False) as conn:
-        spend.consume(conn)
+        spend.consume(conn, lazy=True)
     spend.spent = True
+
+
+def pending(spend: PendingSpend | None) -> PendingSpend | None:
+    """``spend`` if it is still to be spent: for an operation whose one statement spends
+    it with its own writes (``storage.issuance.claim``), then ``settle_spent``."""
+    return spend if spend is not None and not spend.spent else None
+
+
+def settle_spent(unspent: PendingSpend | None, spent: bool) -> None:
+    """After such a statement, given ``pending(spend)`` and whether its spend landed:
+    not landed, the statement wrote nothing, and NonceRaceError sends the operation
+    through the ordinary spend (as ``consume``); landed, it counts as spent."""
+    if unspent is None:
+        return
+    if not spent:
+        raise NonceRaceError
+    unspent.spent = True
 
 
 @contextmanager
@@ -113,7 +140,7 @@ def write_spending(
     False only when the transaction writes nothing else."""
     with ctx.db.write(promised=promised) as conn:
         if spend is not None and not spend.spent:
-            spend.consume(conn)
+            spend.consume(conn, lazy=not promised)
         yield conn
     if spend is not None:
         spend.spent = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,8 @@ from certctl.storage._fast import FastStatement
 from certctl.storage.schema import audit_events
 
 # Built once: most ACME writes add an audit row.
-_INSERT = FastStatement(
-    audit_events.insert(),
-    keys=("id", "at", "actor", "action", "object_type", "object_id", "details"),
-)
+KEYS = ("id", "at", "actor", "action", "object_type", "object_id", "details")
+_INSERT = FastStatement(audit_events.insert(), keys=KEYS)
 
 
 def record(
@@ -43,7 +41,7 @@ def record(
     )
 
 
-def record_many(conn: Connection, events: Sequence[dict[str, Any]]) -> None:
+def record_many(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
     """Several rows from ``event`` in one driver call (one round trip on PostgreSQL)."""
     _INSERT.execute_many(conn, events)
 

@@ -137,7 +137,7 @@ def list_profiles(conn: Connection) -> list[Profile]:
 
 
 # Every issuance runs these: built once, values as parameters.
-_CERTIFICATE_KEYS = (
+CERTIFICATE_KEYS = (
     "id",
     "name",
     "common_name",
@@ -150,7 +150,7 @@ _CERTIFICATE_KEYS = (
     "created_at",
     "updated_at",
 )
-_VERSION_KEYS = (
+VERSION_KEYS = (
     "id",
     "certificate_id",
     "serial",
@@ -170,8 +170,8 @@ _VERSION_KEYS = (
     "created_at",
     "aki",
 )
-_INSERT_CERTIFICATE = FastStatement(managed_certificates.insert(), keys=_CERTIFICATE_KEYS)
-_INSERT_VERSION = FastStatement(certificate_versions.insert(), keys=_VERSION_KEYS)
+_INSERT_CERTIFICATE = FastStatement(managed_certificates.insert(), keys=CERTIFICATE_KEYS)
+_INSERT_VERSION = FastStatement(certificate_versions.insert(), keys=VERSION_KEYS)
 _GET_VERSION = FastStatement(
     select(certificate_versions).where(certificate_versions.c.id == bindparam("b_id"))
 )
@@ -186,45 +186,64 @@ def insert_certificate(
     sans: Sequence[str],
     now: datetime,
 ) -> None:
-    _INSERT_CERTIFICATE.rowcount(
+    insert_rows(
         conn,
-        {
-            "id": version.certificate_id,
-            "name": name,
-            "common_name": common_name,
-            "sans": _json.dumps(list(sans)),
-            "profile_id": version.profile_id,
-            "issuer_id": version.issuer_id,
-            "source": version.source,
-            "status": "active",
-            "expires_at": version.not_after,
-            "created_at": now,
-            "updated_at": now,
-        },
+        *certificate_rows(version, name=name, common_name=common_name, sans=sans, now=now),
     )
-    _INSERT_VERSION.rowcount(
-        conn,
-        {
-            "id": version.id,
-            "certificate_id": version.certificate_id,
-            "serial": version.serial,
-            "fingerprint_sha256": version.fingerprint_sha256,
-            "not_before": version.not_before,
-            "not_after": version.not_after,
-            "pem_chain": version.pem_chain,
-            "csr_pem": version.csr_pem,
-            "key_algorithm": version.key_algorithm,
-            "key_size": version.key_size,
-            "source": version.source,
-            "profile_id": version.profile_id,
-            "issuer_id": version.issuer_id,
-            "acme_account_id": version.acme_account_id,
-            "acme_order_id": version.acme_order_id,
-            "status": version.status,
-            "created_at": now,
-            "aki": version.aki,
-        },
-    )
+
+
+def insert_rows(
+    conn: Connection, certificate: Mapping[str, Any], version: Mapping[str, Any]
+) -> None:
+    """The rows of ``certificate_rows``."""
+    _INSERT_CERTIFICATE.rowcount(conn, certificate)
+    _INSERT_VERSION.rowcount(conn, version)
+
+
+def certificate_rows(
+    version: CertificateVersion,
+    *,
+    name: str,
+    common_name: str,
+    sans: Sequence[str],
+    now: datetime,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The managed certificate's row (CERTIFICATE_KEYS) and its version's (VERSION_KEYS)
+    for a new certificate of one version."""
+    certificate = {
+        "id": version.certificate_id,
+        "name": name,
+        "common_name": common_name,
+        "sans": _json.dumps(list(sans)),
+        "profile_id": version.profile_id,
+        "issuer_id": version.issuer_id,
+        "source": version.source,
+        "status": "active",
+        "expires_at": version.not_after,
+        "created_at": now,
+        "updated_at": now,
+    }
+    version_row = {
+        "id": version.id,
+        "certificate_id": version.certificate_id,
+        "serial": version.serial,
+        "fingerprint_sha256": version.fingerprint_sha256,
+        "not_before": version.not_before,
+        "not_after": version.not_after,
+        "pem_chain": version.pem_chain,
+        "csr_pem": version.csr_pem,
+        "key_algorithm": version.key_algorithm,
+        "key_size": version.key_size,
+        "source": version.source,
+        "profile_id": version.profile_id,
+        "issuer_id": version.issuer_id,
+        "acme_account_id": version.acme_account_id,
+        "acme_order_id": version.acme_order_id,
+        "status": version.status,
+        "created_at": now,
+        "aki": version.aki,
+    }
+    return certificate, version_row
 
 
 def _version(row: Mapping[Any, Any]) -> CertificateVersion:

@@ -6,6 +6,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import Connection, text
+
 from certctl.storage import nonces
 from certctl.storage.db import Database
 from tests.unit.storage.helpers import NOW
@@ -61,3 +64,38 @@ def test_purge_removes_only_expired_rows(db: Database) -> None:
     assert consume(db, "old") is True  # its row is gone (the HMAC expiry still refuses it)
     assert consume(db, "edge") is False
     assert consume(db, "new") is False
+
+
+def _synchronous_commit(conn: Connection) -> str:
+    return str(conn.execute(text("SHOW synchronous_commit")).scalar_one())
+
+
+@pytest.mark.postgres
+def test_a_lazy_spend_commits_without_waiting_for_the_wal_in_its_own_transaction_only(
+    postgres_url: str,
+) -> None:
+    db = Database(postgres_url, pool_size=1)
+    db.migrate()
+    try:
+        with db.write() as conn:
+            assert nonces.consume(conn, "promised", NOW) is True
+            assert _synchronous_commit(conn) == "on"
+        with db.write(promised=False) as conn:
+            assert nonces.consume(conn, "lazy", NOW, lazy=True) is True
+            assert _synchronous_commit(conn) == "off"
+        with db.write(promised=False) as conn:
+            spent = nonces.consume_for_account(
+                conn, "lazy-kid", NOW, account_id="none", profile_id="x", jwk_json="{}", lazy=True
+            )
+            assert spent is False  # no such account: nothing is written
+        # The setting ends with its transaction: the connection, kept for the next
+        # transaction of this thread, commits synchronously again (a promised write
+        # must never inherit a lazy one's setting).
+        with db.statement(promised=False) as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            assert nonces.consume(conn, "lazy-auto", NOW, lazy=True) is True
+        with db.write() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == pid
+            assert _synchronous_commit(conn) == "on"
+    finally:
+        db.dispose()

@@ -1,0 +1,224 @@
+"""The finalize writes (storage.issuance): one statement each on PostgreSQL, a sequence in
+one transaction on SQLite, with the same outcome on both for every branch."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus
+from certctl.storage import audit_log, inventory, issuance, nonces, orders
+from certctl.storage.db import Database
+from certctl.storage.schema import acme_orders, audit_events, managed_certificates, used_nonces
+from tests.unit.storage.helpers import ISSUER_ID, NOW, new_account, new_order, seed_profile
+
+EXPIRES = NOW + timedelta(minutes=5)
+
+
+def _setup(db: Database) -> tuple[Account, Order]:
+    with db.write() as conn:
+        seed_profile(conn)
+        account = new_account(conn)
+        return account, new_order(conn, account)
+
+
+def _spend(account: Account, nonce: str, jwk_json: str | None = None) -> dict[str, Any]:
+    return {
+        "nonce": nonce,
+        "expires_at": EXPIRES,
+        "account_id": account.id,
+        "profile_id": account.profile_id,
+        "jwk_json": account.jwk_json if jwk_json is None else jwk_json,
+    }
+
+
+def _event(order_id: str, action: str = "acme_order_processing") -> dict[str, Any]:
+    return audit_log.event(
+        at=NOW,
+        actor="acme-account:test",
+        action=action,
+        object_type="acme_order",
+        object_id=order_id,
+        details={"serial": "ab"},
+    )
+
+
+def _claim(
+    db: Database, order: Order, spend: dict[str, Any] | None, serial: str = "ab"
+) -> tuple[bool, bool]:
+    with db.statement() as conn:
+        return issuance.claim(conn, order.id, serial, NOW, audit=_event(order.id), spend=spend)
+
+
+def _state(db: Database, order: Order) -> tuple[OrderStatus, str | None, int]:
+    """The order's stored status and reserved serial, and how many audit rows it has."""
+    with db.read() as conn:
+        found = orders.get_order(conn, order.id)
+        assert found is not None
+        audited = len(audit_log.list_for(conn, "acme_order", order.id))
+        reserved = conn.execute(
+            select(acme_orders.c.reserved_serial).where(acme_orders.c.id == order.id)
+        ).scalar_one()
+    return found[0].stored_status, reserved, audited
+
+
+def _nonce_spent(db: Database, nonce: str) -> bool:
+    with db.read() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(used_nonces).where(used_nonces.c.nonce == nonce)
+        ).scalar_one()
+    return bool(count)
+
+
+def test_claim_spends_the_nonce_moves_the_order_and_audits_it(db: Database) -> None:
+    account, order = _setup(db)
+    assert _claim(db, order, _spend(account, "n-1")) == (True, True)
+    assert _state(db, order) == (OrderStatus.PROCESSING, "ab", 1)
+    assert _nonce_spent(db, "n-1")
+
+
+def test_claim_without_a_nonce_still_claims(db: Database) -> None:
+    _, order = _setup(db)
+    assert _claim(db, order, None) == (True, True)
+    assert _state(db, order) == (OrderStatus.PROCESSING, "ab", 1)
+
+
+def test_claim_with_a_used_nonce_writes_nothing(db: Database) -> None:
+    account, order = _setup(db)
+    with db.write() as conn:
+        assert nonces.consume(conn, "n-used", EXPIRES)
+    assert _claim(db, order, _spend(account, "n-used")) == (False, False)
+    assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+
+
+def test_claim_for_a_changed_account_key_writes_nothing(db: Database) -> None:
+    account, order = _setup(db)
+    assert _claim(db, order, _spend(account, "n-key", jwk_json='{"kty":"EC"}')) == (False, False)
+    assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+    assert not _nonce_spent(db, "n-key")
+
+
+def test_claim_of_an_order_already_claimed_spends_the_nonce_only(db: Database) -> None:
+    account, order = _setup(db)
+    assert _claim(db, order, None, serial="01") == (True, True)
+    assert _claim(db, order, _spend(account, "n-late"), serial="02") == (True, False)
+    # The first claim's serial and audit row only; the refused request used its nonce.
+    assert _state(db, order) == (OrderStatus.PROCESSING, "01", 1)
+    assert _nonce_spent(db, "n-late")
+
+
+def test_concurrent_claims_let_exactly_one_win(db: Database) -> None:
+    account, order = _setup(db)
+    threads = 8
+    barrier = threading.Barrier(threads)
+
+    def attempt(i: int) -> tuple[bool, bool]:
+        barrier.wait(timeout=30)
+        return _claim(db, order, _spend(account, f"n-race-{i}"), serial=f"{i + 1:x}")
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(attempt, range(threads)))
+    assert all(spent for spent, _ in results)
+    assert [claimed for _, claimed in results].count(True) == 1
+    assert _state(db, order)[::2] == (OrderStatus.PROCESSING, 1)
+
+
+def _version(order: Order, account: Account, serial: str | None = None) -> CertificateVersion:
+    serial = serial or secrets.token_hex(8)
+    return CertificateVersion(
+        id="cert-" + secrets.token_hex(8),
+        certificate_id="mc-" + secrets.token_hex(8),
+        serial=serial,
+        fingerprint_sha256=secrets.token_hex(32),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=30),
+        pem_chain="-----BEGIN CERTIFICATE-----\n",
+        csr_pem="-----BEGIN CERTIFICATE REQUEST-----\n",
+        key_algorithm="ECDSA",
+        key_size=256,
+        source="acme",
+        profile_id=account.profile_id,
+        issuer_id=ISSUER_ID,
+        acme_account_id=account.id,
+        acme_order_id=order.id,
+        created_at=NOW,
+    )
+
+
+def _record(db: Database, order: Order, version: CertificateVersion) -> bool:
+    certificate, row = inventory.certificate_rows(
+        version, name=f"acme-{order.id}", common_name="a.example", sans=["a.example"], now=NOW
+    )
+    events = (_event(order.id, "certificate_created"), _event(order.id, "acme_order_finalized"))
+    with db.statement() as conn:
+        return issuance.record(
+            conn, order.id, NOW, certificate=certificate, version=row, audit=events
+        )
+
+
+def _certificates(db: Database) -> int:
+    with db.read() as conn:
+        return int(
+            conn.execute(select(func.count()).select_from(managed_certificates)).scalar_one()
+        )
+
+
+def _audit_rows(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit_events)).scalar_one())
+
+
+def test_record_writes_the_certificate_and_finishes_the_order(db: Database) -> None:
+    account, order = _setup(db)
+    assert _claim(db, order, None) == (True, True)
+    version = _version(order, account)
+    assert _record(db, order, version)
+    with db.read() as conn:
+        found = orders.get_order(conn, order.id)
+        stored = inventory.get_version(conn, version.id)
+        names = inventory.certificate_names(conn, version.certificate_id)
+    assert found is not None
+    assert found[0].stored_status is OrderStatus.VALID
+    assert found[0].certificate_id == version.id
+    assert stored is not None
+    assert (stored.serial, stored.acme_order_id, stored.not_after) == (
+        version.serial,
+        order.id,
+        version.not_after,
+    )
+    assert names == ["a.example"]
+    assert _state(db, order)[2] == 3  # processing, then created and finalized
+
+
+def test_record_for_an_order_not_processing_writes_nothing(db: Database) -> None:
+    account, order = _setup(db)
+    assert not _record(db, order, _version(order, account))
+    assert _certificates(db) == 0
+    assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+
+
+def test_a_record_that_fails_leaves_nothing_behind(db: Database) -> None:
+    account, order = _setup(db)
+    _, other = _setup_second_order(db, account)
+    for claimed in (order, other):
+        assert _claim(db, claimed, None) == (True, True)
+    assert _record(db, order, _version(order, account, serial="5e"))
+    before = (_certificates(db), _audit_rows(db))
+    # A serial already recorded: the version's unique key refuses it at the end, after
+    # the order was finished and the certificate and audit rows written before it.
+    with pytest.raises(IntegrityError):
+        _record(db, other, _version(other, account, serial="5e"))
+    assert (_certificates(db), _audit_rows(db)) == before
+    assert _state(db, other)[0] is OrderStatus.PROCESSING
+
+
+def _setup_second_order(db: Database, account: Account) -> tuple[Account, Order]:
+    with db.write() as conn:
+        return account, new_order(conn, account, ("b.example",))
