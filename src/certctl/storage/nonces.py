@@ -78,10 +78,12 @@ def _pick(
     return statements["sqlite", False]
 
 
-def account_spend_cte(name: str) -> CTE:
+def account_spend_cte(name: str, *, lazy: bool = False) -> CTE:
     """PostgreSQL: ``consume_for_account`` as a CTE of a larger statement (storage._chain),
-    returning one row when the nonce was spent; its parameters from ``account_spend``."""
-    return _spend(pg_insert, _ACCOUNT_MATCHES).cte(name)  # type: ignore[no-any-return]
+    returning one row when the nonce was spent; its parameters from ``account_spend``.
+    ``lazy``: see the module docstring (for the whole statement)."""
+    source = _ACCOUNT_MATCHES.where(_LAZY_COMMIT) if lazy else _ACCOUNT_MATCHES
+    return _spend(pg_insert, source).cte(name)  # type: ignore[no-any-return]
 
 
 def account_spend(

@@ -62,10 +62,21 @@ _INSERT_CHALLENGE = FastStatement(
     acme_challenges.insert(),
     keys=("id", "authz_id", "type", "token", "status", "validated_at", "error"),
 )
-_GET_ORDER = FastStatement(select(acme_orders).where(acme_orders.c.id == bindparam("b_id")))
-_GET_ORDER_AUTHZS = FastStatement(
-    select(acme_authorizations.c.id, acme_authorizations.c.status, acme_authorizations.c.expires_at)
-    .where(acme_authorizations.c.order_id == bindparam("b_id"))
+# The order and its authorizations in one statement (one round trip on PostgreSQL, one
+# snapshot): a row per authorization, the order's columns repeated on each.
+_GET_ORDER = FastStatement(
+    select(
+        acme_orders,
+        acme_authorizations.c.id.label("authz_id"),
+        acme_authorizations.c.status.label("authz_status"),
+        acme_authorizations.c.expires_at.label("authz_expires_at"),
+    )
+    .select_from(
+        acme_orders.outerjoin(
+            acme_authorizations, acme_authorizations.c.order_id == acme_orders.c.id
+        )
+    )
+    .where(acme_orders.c.id == bindparam("b_id"))
     .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
 )
 _GET_AUTHZ = FastStatement(
@@ -179,12 +190,12 @@ def get_order(
     conn: Connection, order_id: str
 ) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
     """The order with its authorizations' (status, expiry), in creation order."""
-    row = _GET_ORDER.first(conn, {"b_id": order_id})
-    if row is None:
+    rows = _GET_ORDER.all(conn, {"b_id": order_id})
+    if not rows:
         return None
-    authz_rows = _GET_ORDER_AUTHZS.all(conn, {"b_id": order_id})
-    order = _order(row, tuple(r["id"] for r in authz_rows))
-    return order, [(AuthzStatus(r["status"]), r["expires_at"]) for r in authz_rows]
+    authz_rows = [r for r in rows if r["authz_id"] is not None]
+    order = _order(rows[0], tuple(r["authz_id"] for r in authz_rows))
+    return order, [(AuthzStatus(r["authz_status"]), r["authz_expires_at"]) for r in authz_rows]
 
 
 def list_order_ids(
