@@ -2,9 +2,14 @@
 
 Six client threads run full ACME flows in a loop (keep-alive off, so their requests are
 spread over all replicas). Mid-run one replica is killed with SIGKILL on its process group
-while one of its finalizes is pinned inside the crash window: the order is processing,
-its certificate signed, the inventory insert waiting on a lock the test holds. haproxy's
-health checks take the dead replica out; connections it refuses meanwhile are redispatched.
+while one of its finalizes is pinned inside the crash window: its claim (the order to
+processing, the serial reserved before signing) waits on a lock the test holds on the
+order's row, and reaches the database before the replica dies, so it commits once the
+lock goes; the replica never signs or records. A finalize's record is one statement
+(certctl.storage.issuance): once the database has it, it completes whether or not its
+replica lives, so the window that leaves an order processing is the one between the claim
+and the record, which this pins. haproxy's health checks take the dead replica out;
+connections it refuses meanwhile are redispatched.
 
 Then: every flow completed or failed with a clean error (the connection to the dead
 replica broke) and was retried; every certificate a client received is in the inventory
@@ -59,13 +64,14 @@ def test_sigkill_of_a_replica_loses_nothing(fleet: Fleet, record_property: Recor
     load.start()
     try:
         time.sleep(KILL_AFTER_S)
-        # Pin one finalize in the crash window: signed, its inventory insert waiting.
-        with db.holding(db.table_write_lock("managed_certificates")):
+        # Pin one finalize in the crash window: its claim waits on the order's row.
+        with db.holding(db.row_lock("acme_orders", pinned_id)):
             in_flight = Background(direct.post, pinned["finalize"], pinned_body)
-            assert db.wait_status(pinned_id, "processing")
-            db.wait_blocked(1)
+            assert db.wait_blocked(1) >= 1, "the finalize's claim never reached the database"
             killed_at = time.monotonic()
             victim.kill()
+        # The claim, sent whole before the kill, commits once the lock is gone.
+        assert db.wait_status(pinned_id, "processing")
         in_flight.join(30)
         fleet.wait_status({victim.name: "DOWN"}, DETECTION_BOUND_S)
         detected_after = time.monotonic() - killed_at

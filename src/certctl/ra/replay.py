@@ -9,25 +9,25 @@ jwk-signed one on its own.
 No answer waits for its spend to reach the disk (``promised=False``, see
 ``Database.write``; on PostgreSQL the spend's statement is ``lazy``, see
 storage.nonces): a crash of the machine before the next sync (within 0.1 s,
-``durable.LAZY_SYNC_S``; on PostgreSQL within ``wal_writer_delay``) may take the
-record back, and the nonce could then be replayed
-until it expires; waiting before answering would not close that window, only keep the
-answer from its client. Whatever the answer reports (an order created, a certificate
-issued) is committed with ``promised`` and waited for, and that sync carries the spends
-before it.
+``durable.LAZY_SYNC_S``; on PostgreSQL within ``wal_writer_delay``) may take the record
+back, and the nonce could then be replayed until it expires; waiting before answering
+would not close that window, only keep the answer from its client. Whatever the answer
+reports (an order created, a certificate issued) is committed with ``promised`` and
+waited for, and that sync carries the spends before it.
 
 A request whose operation has no effect before its first write transaction (newOrder,
 finalize, and the reads of an order or a certificate) may instead carry its nonce as a
-``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then that
-transaction, ``read_spending``): one commit fewer, and the account is confirmed in the
-transaction that acts for it. A finalize's claim is one statement that spends it with
-its own writes (``pending``, then ``settle_spent``). Whoever defers settles afterwards:
-if the operation failed before spending, or only read, the nonce is spent on its own
-then, before any answer leaves, and an operation whose spend found the nonce used or
-the account changed (``NonceRaceError``) is rolled back and redone after the ordinary
-spend. An operation that consults a rate limit before that transaction (newOrder)
-spends the nonce first (``spend_first``), so a replay neither trips a limit nor uses up
-an allowance.
+``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then
+that transaction, ``read_spending``): one commit fewer, and the account is confirmed in
+the transaction that acts for it. A finalize's claim, and a certificate download, are
+each one statement that spends it with its own writes or read (``pending``, then
+``settle_spent``; storage.issuance, ``inventory.get_version_spending``). Whoever defers
+settles afterwards: if the operation failed before spending, or only read, the nonce is
+spent on its own then, before any answer leaves, and an operation whose spend found the
+nonce used or the account changed (``NonceRaceError``) is rolled back and redone after
+the ordinary spend. An operation that consults a rate limit before that transaction
+(newOrder) spends the nonce first (``spend_first``), so a replay neither trips a limit
+nor uses up an allowance.
 """
 
 from __future__ import annotations
