@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, exists, select
 
 from certctl.domain.model import OrderStatus
 from certctl.storage import _chain, audit_log, inventory, nonces, orders
@@ -34,23 +34,10 @@ from certctl.storage.schema import (
 
 def _claim_statement(*, spending: bool) -> FastStatement:
     spent = nonces.account_spend_cte("spent") if spending else None
-    gate = [
-        acme_orders.c.id == bindparam("b_id"),
-        acme_orders.c.status == OrderStatus.PENDING.value,
-    ]
+    claim = orders.BEGIN_PROCESSING
     if spent is not None:
-        gate.append(exists(select(spent.c.nonce)))
-    claimed = (
-        update(acme_orders)
-        .where(*gate)
-        .values(
-            status=OrderStatus.PROCESSING.value,
-            reserved_serial=bindparam("b_serial"),
-            updated_at=bindparam("b_now"),
-        )
-        .returning(acme_orders.c.id)
-        .cte("claimed")
-    )
+        claim = claim.where(exists(select(spent.c.nonce)))
+    claimed = claim.returning(acme_orders.c.id).cte("claimed")
     audited = (
         _chain.rows_after(audit_events, audit_log.KEYS, claimed, "a_")
         .returning(audit_events.c.id)
@@ -98,21 +85,7 @@ def claim(
 
 
 def _record_statement() -> FastStatement:
-    finished = (
-        update(acme_orders)
-        .where(
-            acme_orders.c.id == bindparam("b_id"),
-            acme_orders.c.status == OrderStatus.PROCESSING.value,
-        )
-        .values(
-            status=OrderStatus.VALID.value,
-            certificate_id=bindparam("b_cert"),
-            error=None,
-            updated_at=bindparam("b_now"),
-        )
-        .returning(acme_orders.c.id)
-        .cte("finished")
-    )
+    finished = orders.FINISH_PROCESSING.returning(acme_orders.c.id).cte("finished")
     certificate = (
         _chain.rows_after(managed_certificates, inventory.CERTIFICATE_KEYS, finished, "c_")
         .returning(managed_certificates.c.id)
@@ -156,7 +129,9 @@ def record(
         return True
     params = {
         "b_id": order_id,
+        "b_status": OrderStatus.VALID.value,
         "b_cert": version["id"],
+        "b_error": None,
         "b_now": now,
         **_chain.prefixed(certificate, "c_"),
         **_chain.prefixed(version, "v_"),

@@ -87,7 +87,10 @@ _GET_AUTHZ_CHALLENGES = FastStatement(
     .where(acme_challenges.c.authz_id == bindparam("b_id"))
     .order_by(acme_challenges.c.type)
 )
-_BEGIN_PROCESSING = FastStatement(
+# The finalize's two compare-and-set transitions; storage.issuance builds them into its
+# one-statement writes (parameters b_id, b_serial, b_now; b_id, b_status, b_cert,
+# b_error, b_now).
+BEGIN_PROCESSING = (
     update(acme_orders)
     .where(
         acme_orders.c.id == bindparam("b_id"),
@@ -99,7 +102,7 @@ _BEGIN_PROCESSING = FastStatement(
         updated_at=bindparam("b_now"),
     )
 )
-_FINISH_PROCESSING = FastStatement(
+FINISH_PROCESSING = (
     update(acme_orders)
     .where(
         acme_orders.c.id == bindparam("b_id"),
@@ -112,6 +115,8 @@ _FINISH_PROCESSING = FastStatement(
         updated_at=bindparam("b_now"),
     )
 )
+_BEGIN_PROCESSING = FastStatement(BEGIN_PROCESSING)
+_FINISH_PROCESSING = FastStatement(FINISH_PROCESSING)
 
 
 def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
