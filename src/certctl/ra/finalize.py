@@ -129,7 +129,7 @@ def finalize(
             canonical_serial(serial),
             now,
             audit=audit,
-            spend=unspent.owner() if unspent is not None else None,
+            spend=unspent.keywords() if unspent is not None else None,
         )
     settle_spent(unspent, spent)
     if not claimed:
@@ -307,7 +307,7 @@ def certificate_chain(
     else:
         # The spend is the only write: the answer does not wait for it (ra.replay).
         with ctx.db.statement(promised=False) as conn:
-            spent, version = inventory.get_version_spending(conn, cert_id, unspent.owner())
+            spent, version = issuance.get_version_spending(conn, cert_id, unspent.keywords())
         settle_spent(unspent, spent)
     if version is None or version.acme_account_id != account.id:
         raise not_found("no such certificate")

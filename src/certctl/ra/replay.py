@@ -21,13 +21,12 @@ finalize, and the reads of an order or a certificate) may instead carry its nonc
 that transaction, ``read_spending``): one commit fewer, and the account is confirmed in
 the transaction that acts for it. A finalize's claim, and a certificate download, are
 each one statement that spends it with its own writes or read (``pending``, then
-``settle_spent``; storage.issuance, ``inventory.get_version_spending``). Whoever defers
-settles afterwards: if the operation failed before spending, or only read, the nonce is
-spent on its own then, before any answer leaves, and an operation whose spend found the
-nonce used or the account changed (``NonceRaceError``) is rolled back and redone after
-the ordinary spend. An operation that consults a rate limit before that transaction
-(newOrder) spends the nonce first (``spend_first``), so a replay neither trips a limit
-nor uses up an allowance.
+``settle_spent``; storage.issuance). Whoever defers settles afterwards: if the operation
+failed before spending, or only read, the nonce is spent on its own then, before any
+answer leaves, and an operation whose spend found the nonce used or the account changed
+(``NonceRaceError``) is rolled back and redone after the ordinary spend. An operation
+that consults a rate limit before that transaction (newOrder) spends the nonce first
+(``spend_first``), so a replay neither trips a limit nor uses up an allowance.
 """
 
 from __future__ import annotations
@@ -89,10 +88,10 @@ class PendingSpend:
         """Spend it in the caller's transaction if the account still has that key, is
         valid and of that profile; else NonceRaceError (which rolls the caller back).
         ``lazy`` as for ``spend_nonce``."""
-        if not nonces.consume_for_account(conn, lazy=lazy, **self.owner()):
+        if not nonces.consume_for_account(conn, lazy=lazy, **self.keywords()):
             raise NonceRaceError
 
-    def owner(self) -> dict[str, Any]:
+    def keywords(self) -> dict[str, Any]:
         """The keywords of ``nonces.consume_for_account`` but ``conn``."""
         return {
             "nonce": self.nonce,

@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, literal, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certctl.domain.model import AuthMode, CertificateVersion, Profile
 from certctl.domain.policy import IdentifierPolicy
-from certctl.storage import _chain, _json, nonces
+from certctl.storage import _json
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     certificate_versions,
@@ -246,7 +246,8 @@ def certificate_rows(
     return certificate, version_row
 
 
-def _version(row: Mapping[Any, Any]) -> CertificateVersion:
+def version_of(row: Mapping[Any, Any]) -> CertificateVersion:
+    """A ``certificate_versions`` row as the domain's value."""
     return CertificateVersion(
         id=row["id"],
         certificate_id=row["certificate_id"],
@@ -273,37 +274,9 @@ def _version(row: Mapping[Any, Any]) -> CertificateVersion:
     )
 
 
-# The download (RFC 8555 §7.4.2) on PostgreSQL: the request's nonce spent (lazily: it is
-# the only write) and the version read, in one statement; a row whether or not either did.
-_SPENT = nonces.account_spend_cte("spent", lazy=True)
-_ONE = select(literal(1).label("one")).subquery("one")
-_GET_VERSION_SPENDING = FastStatement(
-    select(_chain.count(_SPENT, "spent"), certificate_versions).select_from(
-        _ONE.outerjoin(certificate_versions, certificate_versions.c.id == bindparam("b_id"))
-    )
-)
-
-
-def get_version_spending(
-    conn: Connection, version_id: str, spend: Mapping[str, Any]
-) -> tuple[bool, CertificateVersion | None]:
-    """``get_version`` and the spend of a nonce (the keywords of
-    ``nonces.consume_for_account``): one round trip on PostgreSQL. Returns whether the
-    nonce was spent, and the version; when it was not spent, the version is not read."""
-    if conn.dialect.name != "postgresql":
-        if not nonces.consume_for_account(conn, **spend):
-            return False, None
-        return True, get_version(conn, version_id)
-    row = _GET_VERSION_SPENDING.first(conn, {"b_id": version_id, **nonces.account_spend(**spend)})
-    assert row is not None  # the one-row source: always one row
-    if row["spent"] != 1:
-        return False, None
-    return True, None if row["id"] is None else _version(row)
-
-
 def get_version(conn: Connection, version_id: str) -> CertificateVersion | None:
     row = _GET_VERSION.first(conn, {"b_id": version_id})
-    return _version(row) if row else None
+    return version_of(row) if row else None
 
 
 def find_version(conn: Connection, key: str) -> CertificateVersion | None:
@@ -315,14 +288,14 @@ def find_version(conn: Connection, key: str) -> CertificateVersion | None:
             | (certificate_versions.c.serial == key)
         )
     ).first()
-    return _version(row._mapping) if row else None
+    return version_of(row._mapping) if row else None
 
 
 def list_versions(conn: Connection, *, limit: int = 1000) -> list[CertificateVersion]:
     rows = conn.execute(
         select(certificate_versions).order_by(certificate_versions.c.created_at).limit(limit)
     )
-    return [_version(r._mapping) for r in rows]
+    return [version_of(r._mapping) for r in rows]
 
 
 def count_versions_for_order(conn: Connection, order_id: str) -> int:
@@ -336,7 +309,7 @@ def find_by_serial(conn: Connection, serial: str) -> CertificateVersion | None:
     row = conn.execute(
         select(certificate_versions).where(certificate_versions.c.serial == serial)
     ).first()
-    return _version(row._mapping) if row else None
+    return version_of(row._mapping) if row else None
 
 
 def certificate_names(conn: Connection, certificate_id: str) -> list[str]:

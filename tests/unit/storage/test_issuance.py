@@ -1,5 +1,5 @@
 """The finalize writes (storage.issuance) and the download's read with its nonce spend
-(inventory.get_version_spending): one statement each on PostgreSQL, a sequence in one
+(issuance.get_version_spending): one statement each on PostgreSQL, a sequence in one
 transaction on SQLite, with the same outcome on both for every branch."""
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def test_a_download_spends_the_nonce_and_reads_the_version(db: Database) -> None
     version = _version(order, account)
     assert _record(db, order, version)
     with db.statement(promised=False) as conn:
-        spent, found = inventory.get_version_spending(conn, version.id, _spend(account, "d-1"))
+        spent, found = issuance.get_version_spending(conn, version.id, _spend(account, "d-1"))
     assert spent
     assert found is not None
     assert (found.id, found.serial, found.pem_chain) == (
@@ -242,17 +242,17 @@ def test_a_download_spends_the_nonce_and_reads_the_version(db: Database) -> None
     assert _nonce_spent(db, "d-1")
     with db.statement(promised=False) as conn:
         # A missing version: the nonce is spent all the same (the answer is a 404).
-        assert inventory.get_version_spending(conn, "cert-none", _spend(account, "d-2")) == (
+        assert issuance.get_version_spending(conn, "cert-none", _spend(account, "d-2")) == (
             True,
             None,
         )
         # A used nonce, or a changed account key: nothing spent, nothing read.
-        assert inventory.get_version_spending(conn, version.id, _spend(account, "d-1")) == (
+        assert issuance.get_version_spending(conn, version.id, _spend(account, "d-1")) == (
             False,
             None,
         )
         changed = _spend(account, "d-3", jwk_json='{"kty":"EC"}')
-        assert inventory.get_version_spending(conn, version.id, changed) == (False, None)
+        assert issuance.get_version_spending(conn, version.id, changed) == (False, None)
     assert _nonce_spent(db, "d-2")
     assert not _nonce_spent(db, "d-3")
 
@@ -264,7 +264,7 @@ def test_a_download_spends_its_nonce_lazily_on_postgresql(postgres_url: str) -> 
     try:
         account, _ = _setup(db)
         with db.write(promised=False) as conn:
-            assert inventory.get_version_spending(conn, "cert-x", _spend(account, "d-lazy"))[0]
+            assert issuance.get_version_spending(conn, "cert-x", _spend(account, "d-lazy"))[0]
             assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
     finally:
         db.dispose()
