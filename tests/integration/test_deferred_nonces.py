@@ -1,11 +1,13 @@
 """Nonces spent by the operation itself (certctl.ra.replay) hold the same line as any other.
 
-newOrder, finalize and the POST-as-GET reads of an order and a certificate carry their
-nonce into their first transaction (on PostgreSQL a read spends it just after; newOrder
-spends it first when it takes an hourly allowance). Whatever the path, a
-nonce is accepted once: a replay is badNonce even where the operation itself would have
-failed, concurrent uses succeed exactly once, a failed operation still spends its nonce,
-and an account deactivated or rolled over after the server cached it is refused.
+newOrder, finalize and the POST-as-GET reads of an order, an authorization and a
+certificate carry their nonce into their first transaction (on PostgreSQL a read spends
+it in the statement that reads; newOrder spends it first when it takes an hourly
+allowance; an authorization's deactivation spends it before it changes anything).
+Whatever the path, a nonce is accepted once: a replay is badNonce even where the
+operation itself would have failed, concurrent uses succeed exactly once, a failed
+operation still spends its nonce, and an account deactivated or rolled over after the
+server cached it is refused.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def issued(wire: Wire) -> tuple[Account, str, dict[str, Any]]:
 Target = Callable[[Wire, Account, str, dict[str, Any]], tuple[str, dict[str, Any] | None]]
 TARGETS: dict[str, Target] = {
     "order": lambda w, a, url, o: (url, None),
+    "authz": lambda w, a, url, o: (o["authorizations"][0], None),
     "certificate": lambda w, a, url, o: (o["certificate"], None),
 }
 
@@ -75,6 +78,28 @@ def test_concurrent_uses_of_one_nonce_read_exactly_once(
     url, payload = TARGETS[target](wire, account, order_url, order)
     results = race(wire, url, [_jws(wire, account, url, payload)] * CONCURRENCY)
     assert Counter(r.status_code for r in results) == {200: 1, 400: CONCURRENCY - 1}
+
+
+def test_a_replayed_deactivation_is_bad_nonce(wire: Wire) -> None:
+    account = wire.new_account()
+    _, order, _ = wire.issue(account, "deactivate-authz.example.com")
+    url = order["authorizations"][0]
+    jws = _jws(wire, account, url, {"status": "deactivated"})
+    done = _send(wire, url, jws)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "deactivated"
+    assert_problem(_send(wire, url, jws), 400, "badNonce", wire.directory_url)
+
+
+def test_concurrent_deactivations_with_one_nonce_succeed_once(wire: Wire) -> None:
+    account = wire.new_account()
+    _, order, _ = wire.issue(account, "deactivate-race.example.com")
+    url = order["authorizations"][0]
+    results = race(wire, url, [_jws(wire, account, url, {"status": "deactivated"})] * CONCURRENCY)
+    assert Counter(r.status_code for r in results) == {200: 1, 400: CONCURRENCY - 1}
+    for response in results:
+        if response.status_code == 400:
+            assert_problem(response, 400, "badNonce", wire.directory_url)
 
 
 def test_a_finalize_that_fails_still_spends_its_nonce_and_a_replay_says_so(
@@ -107,7 +132,7 @@ def test_an_account_deactivated_after_it_was_cached_is_refused(wire: Wire) -> No
     order_url, order, _ = wire.issue(account, "deactivated.example.com")  # cached now
     deactivated = wire.as_account(account, account.url, {"status": "deactivated"})
     assert deactivated.status_code == 200, deactivated.text
-    for url in (order_url, order["certificate"], order["finalize"]):
+    for url in (order_url, order["authorizations"][0], order["certificate"], order["finalize"]):
         payload = {"csr": "AA"} if url.endswith("/finalize") else None
         response = _send(wire, url, _jws(wire, account, url, payload))
         assert_problem(response, 403, "unauthorized", wire.directory_url)

@@ -34,7 +34,7 @@ from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, order_view
 from certctl.ra.pki import crl_url, ocsp_url
 from certctl.ra.replay import PendingSpend, pending, settle_spent
-from certctl.storage import audit_log, inventory, issuance, revocations
+from certctl.storage import audit_log, inventory, issuance, revocations, spending
 from certctl.storage import orders as order_store
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ def certificate_chain(
     else:
         # The spend is the only write: the answer does not wait for it (ra.replay).
         with ctx.db.statement(promised=False) as conn:
-            spent, version = issuance.get_version_spending(conn, cert_id, unspent.keywords())
+            spent, version = spending.get_version(conn, cert_id, unspent.keywords())
         settle_spent(unspent, spent)
     if version is None or version.acme_account_id != account.id:
         raise not_found("no such certificate")

@@ -29,8 +29,14 @@ from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.ra.ratelimits import RateLimits
-from certctl.ra.replay import PendingSpend, read_spending, spend_first, write_spending
-from certctl.storage import audit_log
+from certctl.ra.replay import (
+    PendingSpend,
+    pending,
+    settle_spent,
+    spend_first,
+    write_spending,
+)
+from certctl.storage import audit_log, spending
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
 
@@ -259,15 +265,30 @@ def _challenge_types(ident: Identifier) -> tuple[str, ...]:
 def get_order(
     ctx: RAContext, account: Account, order_id: str, spend: PendingSpend | None = None
 ) -> OrderView:
-    """``spend``: the request's nonce, spent with the read where that saves a commit."""
-    with read_spending(ctx, spend) as conn:
-        return order_view(ctx, conn, account, order_id)
+    """``spend``: the request's nonce, spent with the read (storage.spending)."""
+    unspent = pending(spend)
+    if unspent is None:
+        with ctx.db.read() as conn:
+            return order_view(ctx, conn, account, order_id)
+    # The spend is the only write: the answer does not wait for it (ra.replay).
+    with ctx.db.statement(promised=False) as conn:
+        spent, found = spending.get_order(conn, order_id, unspent.keywords())
+        settle_spent(unspent, spent)
+        return _visible_order(ctx, conn, account, found)
 
 
 def order_view(ctx: RAContext, conn: Connection, account: Account, order_id: str) -> OrderView:
     """The order as its account sees it, read on ``conn`` (callers that hold a transaction
     answer from it instead of opening another)."""
-    found = store.get_order(conn, order_id)
+    return _visible_order(ctx, conn, account, store.get_order(conn, order_id))
+
+
+def _visible_order(
+    ctx: RAContext,
+    conn: Connection,
+    account: Account,
+    found: tuple[Order, list[tuple[AuthzStatus, datetime]]] | None,
+) -> OrderView:
     if found is None or found[0].account_id != account.id:
         # Another account's order is indistinguishable from a missing one.
         raise not_found("no such order")
@@ -314,9 +335,19 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise malformed("bad orders cursor") from None
 
 
-def get_authz(ctx: RAContext, account: Account, authz_id: str) -> Authorization:
-    with ctx.db.read() as conn:
-        authz = store.get_authz(conn, authz_id)
+def get_authz(
+    ctx: RAContext, account: Account, authz_id: str, spend: PendingSpend | None = None
+) -> Authorization:
+    """``spend``: the request's nonce, spent with the read (storage.spending)."""
+    unspent = pending(spend)
+    if unspent is None:
+        with ctx.db.read() as conn:
+            authz = store.get_authz(conn, authz_id)
+    else:
+        # The spend is the only write: the answer does not wait for it (ra.replay).
+        with ctx.db.statement(promised=False) as conn:
+            spent, authz = spending.get_authz(conn, authz_id, unspent.keywords())
+        settle_spent(unspent, spent)
     if authz is None or authz.account_id != account.id:
         raise not_found("no such authorization")
     status = authz_effective_status(authz.status, authz.expires_at, ctx.clock())

@@ -16,16 +16,16 @@ reports (an order created, a certificate issued) is committed with ``promised`` 
 waited for, and that sync carries the spends before it.
 
 A request whose operation has no effect before its first write transaction (newOrder,
-finalize, and the reads of an order or a certificate) may instead carry its nonce as a
-``PendingSpend`` into that transaction (``write_spending``; on SQLite a read is then
-that transaction, ``read_spending``): one commit fewer, and the account is confirmed in
-the transaction that acts for it. A finalize's claim, and a certificate download, are
-each one statement that spends it with its own writes or read (``pending``, then
-``settle_spent``; storage.issuance). Whoever defers settles afterwards: if the operation
-failed before spending, or only read, the nonce is spent on its own then, before any
-answer leaves, and an operation whose spend found the nonce used or the account changed
-(``NonceRaceError``) is rolled back and redone after the ordinary spend. An operation
-that consults a rate limit before that transaction (newOrder) spends the nonce first
+finalize, and the reads of an order, an authorization or a certificate) may instead
+carry its nonce as a ``PendingSpend`` into that transaction (``write_spending``): one
+commit fewer, and the account is confirmed in the transaction that acts for it. A
+finalize's claim, and those reads, are each one statement that spends it with its own
+writes or read (``pending``, then ``settle_spent``; storage.issuance, storage.spending).
+Whoever defers settles afterwards: if the operation failed before spending, the nonce is
+spent on its own then, before any answer leaves, and an operation whose spend found the
+nonce used or the account changed (``NonceRaceError``) is rolled back and redone after
+the ordinary spend. An operation that consults a rate limit before that transaction
+(newOrder) spends the nonce first
 (``spend_first``), so a replay neither trips a limit nor uses up an allowance.
 """
 
@@ -143,16 +143,3 @@ def write_spending(
         yield conn
     if spend is not None:
         spend.spent = True
-
-
-@contextmanager
-def read_spending(ctx: RAContext, spend: PendingSpend | None) -> Iterator[Connection]:
-    """A read that, on SQLite, also spends ``spend`` (one transaction instead of two). On
-    PostgreSQL a read is single statements in autocommit and the spend is settled after."""
-    if spend is None or spend.spent or not ctx.db.is_sqlite:
-        with ctx.db.read() as conn:
-            yield conn
-        return
-    # The spend is its only write: the answer waits for what it read, not for the spend.
-    with write_spending(ctx, spend, promised=False) as conn:
-        yield conn

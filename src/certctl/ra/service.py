@@ -183,8 +183,10 @@ class RegistrationAuthority:
     def list_orders(self, account: Account, cursor: str | None) -> tuple[list[str], str | None]:
         return orders.list_orders(self.ctx, account, cursor)
 
-    def authz(self, account: Account, authz_id: str) -> Authorization:
-        return orders.get_authz(self.ctx, account, authz_id)
+    def authz(
+        self, account: Account, authz_id: str, spend: replay.PendingSpend | None = None
+    ) -> Authorization:
+        return orders.get_authz(self.ctx, account, authz_id, spend)
 
     def respond_challenge(
         self, account: Account, challenge_id: str, *, poll: bool = False

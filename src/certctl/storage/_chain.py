@@ -20,10 +20,10 @@ caller's transaction, which costs no round trip.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import CTE, Insert, Table, bindparam, func, insert, select
-from sqlalchemy.sql.elements import Label
+from sqlalchemy import CTE, FromClause, Insert, Select, Table, bindparam, func, insert, select
+from sqlalchemy.sql.elements import ColumnElement, Label
 
 
 def rows_after(table: Table, keys: Sequence[str], gate: CTE, prefix: str) -> Insert:
@@ -41,3 +41,21 @@ def prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def count(cte: CTE, name: str) -> Label[int]:
     """How many rows ``cte`` returned, as a column of the statement's one result row."""
     return select(func.count()).select_from(cte).scalar_subquery().label(name)
+
+
+class ReadById(NamedTuple):
+    """A read of the rows of one id (parameter ``b_id``), in parts, so that another
+    statement can embed it (storage.spending outer-joins it to a one-row source)."""
+
+    columns: Sequence[Any]
+    source: FromClause
+    where: ColumnElement[bool]
+    order_by: Sequence[Any] = ()
+
+    def select(self) -> Select[Any]:
+        return (
+            select(*self.columns)
+            .select_from(self.source)
+            .where(self.where)
+            .order_by(*self.order_by)
+        )

@@ -1,12 +1,11 @@
-"""The two writes of a finalize and the download's read, each one atomic statement on
-PostgreSQL (storage._chain).
+"""The two writes of a finalize, each one atomic statement on PostgreSQL (storage._chain).
 
 ``claim``: the finalize gate (Boulder's began_processing; the serial is recorded before
 anything is signed), its audit row and, when the request's nonce is still to be spent,
 that spend (RFC 8555 §6.5), confirming the account as ``nonces.consume_for_account``
 does. ``record``: the certificate, its version, the order finished with it, and the two
-audit rows. ``get_version_spending``: the certificate a download returns, read in the
-statement that spends the request's nonce.
+audit rows. (The download's read, which spends the request's nonce too, is in
+storage.spending.)
 
 On PostgreSQL each is one round trip in autocommit instead of five or six in a
 transaction; on SQLite the same writes run one by one in the caller's transaction. Run
@@ -21,9 +20,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, literal, select
+from sqlalchemy import Connection, exists, select
 
-from certctl.domain.model import CertificateVersion, OrderStatus
+from certctl.domain.model import OrderStatus
 from certctl.storage import _chain, audit_log, inventory, nonces, orders
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
@@ -143,31 +142,3 @@ def record(
     row = _RECORD.first(conn, params)
     assert row is not None  # counts: always one row
     return bool(row["recorded"] == 1)
-
-
-# The download (RFC 8555 §7.4.2) on PostgreSQL: the request's nonce spent (lazily: it is
-# the only write) and the version read, in one statement; a row whether or not either did.
-_SPENT = nonces.account_spend_cte("spent", lazy=True)
-_ONE = select(literal(1).label("one")).subquery("one")
-_GET_VERSION_SPENDING = FastStatement(
-    select(_chain.count(_SPENT, "spent"), certificate_versions).select_from(
-        _ONE.outerjoin(certificate_versions, certificate_versions.c.id == bindparam("b_id"))
-    )
-)
-
-
-def get_version_spending(
-    conn: Connection, version_id: str, spend: Mapping[str, Any]
-) -> tuple[bool, CertificateVersion | None]:
-    """``inventory.get_version`` and the spend of a nonce (the keywords of
-    ``nonces.consume_for_account``): one round trip on PostgreSQL. Returns whether the
-    nonce was spent, and the version; when it was not spent, the version is not read."""
-    if conn.dialect.name != "postgresql":
-        if not nonces.consume_for_account(conn, **spend):
-            return False, None
-        return True, inventory.get_version(conn, version_id)
-    row = _GET_VERSION_SPENDING.first(conn, {"b_id": version_id, **nonces.account_spend(**spend)})
-    assert row is not None  # the one-row source: always one row
-    if row["spent"] != 1:
-        return False, None
-    return True, None if row["id"] is None else inventory.version_of(row)

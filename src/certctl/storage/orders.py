@@ -17,7 +17,7 @@ from certctl.domain.model import (
     Order,
     OrderStatus,
 )
-from certctl.storage import _json
+from certctl.storage import _chain, _json
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     acme_accounts,
@@ -64,29 +64,32 @@ _INSERT_CHALLENGE = FastStatement(
 )
 # The order and its authorizations in one statement (one round trip on PostgreSQL, one
 # snapshot): a row per authorization, the order's columns repeated on each.
-_GET_ORDER = FastStatement(
-    select(
+# An order with its authorizations' ids, statuses and expiries: one row per authorization.
+ORDER_READ = _chain.ReadById(
+    columns=(
         acme_orders,
         acme_authorizations.c.id.label("authz_id"),
         acme_authorizations.c.status.label("authz_status"),
         acme_authorizations.c.expires_at.label("authz_expires_at"),
-    )
-    .select_from(
-        acme_orders.outerjoin(
-            acme_authorizations, acme_authorizations.c.order_id == acme_orders.c.id
-        )
-    )
-    .where(acme_orders.c.id == bindparam("b_id"))
-    .order_by(acme_authorizations.c.identifier_value, acme_authorizations.c.id)
+    ),
+    source=acme_orders.outerjoin(
+        acme_authorizations, acme_authorizations.c.order_id == acme_orders.c.id
+    ),
+    where=acme_orders.c.id == bindparam("b_id"),
+    order_by=(acme_authorizations.c.identifier_value, acme_authorizations.c.id),
 )
-_GET_AUTHZ = FastStatement(
-    select(acme_authorizations).where(acme_authorizations.c.id == bindparam("b_id"))
+_GET_ORDER = FastStatement(ORDER_READ.select())
+# An authorization with its challenges: one statement (one round trip on PostgreSQL),
+# one row per challenge, or one with NULL challenge columns when it has none.
+AUTHZ_READ = _chain.ReadById(
+    columns=(acme_authorizations, *(c.label(f"ch_{c.key}") for c in acme_challenges.c)),
+    source=acme_authorizations.outerjoin(
+        acme_challenges, acme_challenges.c.authz_id == acme_authorizations.c.id
+    ),
+    where=acme_authorizations.c.id == bindparam("b_id"),
+    order_by=(acme_challenges.c.type,),
 )
-_GET_AUTHZ_CHALLENGES = FastStatement(
-    select(acme_challenges)
-    .where(acme_challenges.c.authz_id == bindparam("b_id"))
-    .order_by(acme_challenges.c.type)
-)
+_GET_AUTHZ = FastStatement(AUTHZ_READ.select())
 # The finalize's two compare-and-set transitions; storage.issuance builds them into its
 # one-statement writes (parameters b_id, b_serial, b_now; b_id, b_status, b_cert,
 # b_error, b_now).
@@ -194,8 +197,15 @@ def _order(row: Mapping[Any, Any], authz_ids: tuple[str, ...]) -> Order:
 def get_order(
     conn: Connection, order_id: str
 ) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
-    """The order with its authorizations' (status, expiry), in creation order."""
-    rows = _GET_ORDER.all(conn, {"b_id": order_id})
+    """The order with its authorizations' (status, expiry), by identifier (as its
+    ``authz_ids``)."""
+    return order_of(_GET_ORDER.all(conn, {"b_id": order_id}))
+
+
+def order_of(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[Order, list[tuple[AuthzStatus, datetime]]] | None:
+    """An order and its authorizations from the rows of ``ORDER_READ`` (none: no order)."""
     if not rows:
         return None
     authz_rows = [r for r in rows if r["authz_id"] is not None]
@@ -284,23 +294,29 @@ def finish_processing(
     return _FINISH_PROCESSING.rowcount(conn, params) == 1
 
 
-def _challenge(row: Mapping[Any, Any]) -> Challenge:
+def _challenge(row: Mapping[Any, Any], prefix: str = "") -> Challenge:
+    """A challenge from ``row``, whose columns are named ``prefix`` and the column's name."""
     return Challenge(
-        id=row["id"],
-        authz_id=row["authz_id"],
-        type=row["type"],
-        token=row["token"],
-        status=ChallengeStatus(row["status"]),
-        validated_at=row["validated_at"],
-        error=row["error"],
+        id=row[f"{prefix}id"],
+        authz_id=row[f"{prefix}authz_id"],
+        type=row[f"{prefix}type"],
+        token=row[f"{prefix}token"],
+        status=ChallengeStatus(row[f"{prefix}status"]),
+        validated_at=row[f"{prefix}validated_at"],
+        error=row[f"{prefix}error"],
     )
 
 
 def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
-    m = _GET_AUTHZ.first(conn, {"b_id": authz_id})
-    if m is None:
+    """The authorization with its challenges (ordered by type)."""
+    return authz_of(_GET_AUTHZ.all(conn, {"b_id": authz_id}))
+
+
+def authz_of(rows: Sequence[Mapping[str, Any]]) -> Authorization | None:
+    """An authorization from the rows of ``AUTHZ_READ`` (none: there is no such one)."""
+    if not rows:
         return None
-    chall_rows = _GET_AUTHZ_CHALLENGES.all(conn, {"b_id": authz_id})
+    m = rows[0]
     return Authorization(
         id=m["id"],
         order_id=m["order_id"],
@@ -308,7 +324,7 @@ def get_authz(conn: Connection, authz_id: str) -> Authorization | None:
         identifier=Identifier(m["identifier_type"], m["identifier_value"]),
         status=AuthzStatus(m["status"]),
         expires_at=m["expires_at"],
-        challenges=tuple(_challenge(c) for c in chall_rows),
+        challenges=tuple(_challenge(r, "ch_") for r in rows if r["ch_id"] is not None),
         validated_at=m["validated_at"],
     )
 

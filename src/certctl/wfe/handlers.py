@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
-from certctl.domain.model import Profile
+from certctl.domain.model import Authorization, Profile
 from certctl.observability.metrics import Metrics
 from certctl.ra import OrderView, RegistrationAuthority
 from certctl.wfe import views
@@ -216,13 +216,17 @@ def finalize(call: Call) -> Response:
 
 
 def authz(call: Call) -> Response:
-    auth = call.auth()
-    assert auth.account is not None
-    if auth.jws.is_post_as_get:
-        found = call.ra.authz(auth.account, call.params["authz_id"])
-    else:  # RFC 8555 §7.5.2 deactivation
+    def run(auth: Authenticated) -> Authorization:
+        assert auth.account is not None
+        if auth.jws.is_post_as_get:
+            return call.ra.authz(auth.account, call.params["authz_id"], auth.spend)
+        # RFC 8555 §7.5.2 deactivation: a change, so the nonce is spent before it.
+        auth = auth.settle()
+        assert auth.account is not None
         payload = auth.jws.payload_json()
-        found = call.ra.update_authz(auth.account, call.params["authz_id"], payload)
+        return call.ra.update_authz(auth.account, call.params["authz_id"], payload)
+
+    _, found = call.deferred(run)
     return call.respond(
         views.authorization(call.urls, found),
         links={"up": call.urls.order(found.order_id)} if found.order_id else None,

@@ -18,12 +18,12 @@ import pytest
 from certctl.config import AcmeServerSettings
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.model import Account, Profile
-from certctl.ra import replay
+from certctl.ra import orders, replay
 from certctl.ra.accounts import AccountCache, authenticate_kid
 from certctl.ra.context import RAContext
 from certctl.storage import durable
 from certctl.storage.db import Database
-from tests.unit.storage.helpers import NOW, new_account, seed_profile
+from tests.unit.storage.helpers import NOW, new_account, new_order, seed_profile
 
 EXPIRES = NOW + timedelta(minutes=5)
 
@@ -107,12 +107,20 @@ def test_a_read_that_spends_asks_for_no_sync(
     grouped: tuple[RAContext, Account, Profile], syncs: _Syncs
 ) -> None:
     ctx, account, profile = grouped
-    spend = _pending(account, profile)
-    before = _settled(syncs)
-    with replay.read_spending(ctx, spend):
-        pass
-    assert spend.spent
-    assert _settled(syncs) == before
+    with ctx.db.write() as conn:
+        order_id = new_order(conn, account).id
+    authz_id = orders.get_order(ctx, account, order_id).order.authz_ids[0]
+    for read in (
+        lambda spend: orders.get_order(ctx, account, order_id, spend).order,
+        lambda spend: orders.get_authz(ctx, account, authz_id, spend),
+    ):
+        # A read waits for the commits it could have seen: the last read's spend too.
+        ctx.db.wait_durable()
+        spend = _pending(account, profile)
+        before = _settled(syncs)
+        assert read(spend) is not None
+        assert spend.spent
+        assert _settled(syncs) == before
 
 
 def test_a_write_that_spends_waits_for_its_sync(

@@ -75,6 +75,7 @@ def new_order(
     *,
     authz_status: AuthzStatus = AuthzStatus.VALID,
     created_at: datetime = NOW,
+    challenge_types: Sequence[str] = ("http-01",),
 ) -> Order:
     order = Order(
         id="ord-" + secrets.token_hex(8),
@@ -88,12 +89,15 @@ def new_order(
     authzs = []
     for name in names:
         authz_id = "authz-" + secrets.token_hex(8)
-        challenge = Challenge(
-            "chall-" + secrets.token_hex(8),
-            authz_id,
-            "http-01",
-            secrets.token_urlsafe(32),
-            ChallengeStatus.PENDING,
+        challenges = tuple(
+            Challenge(
+                "chall-" + secrets.token_hex(8),
+                authz_id,
+                kind,
+                secrets.token_urlsafe(32),
+                ChallengeStatus.PENDING,
+            )
+            for kind in challenge_types
         )
         authzs.append(
             Authorization(
@@ -103,7 +107,7 @@ def new_order(
                 Identifier("dns", name),
                 authz_status,
                 created_at + timedelta(hours=24),
-                (challenge,),
+                challenges,
             )
         )
     orders.insert_order(conn, order, authzs)

@@ -1,6 +1,5 @@
-"""The finalize writes (storage.issuance) and the download's read with its nonce spend
-(issuance.get_version_spending): one statement each on PostgreSQL, a sequence in one
-transaction on SQLite, with the same outcome on both for every branch."""
+"""The finalize writes (storage.issuance): one statement each on PostgreSQL, a sequence in
+one transaction on SQLite, with the same outcome on both for every branch."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus
@@ -223,48 +222,3 @@ def test_a_record_that_fails_leaves_nothing_behind(db: Database) -> None:
 def _setup_second_order(db: Database, account: Account) -> tuple[Account, Order]:
     with db.write() as conn:
         return account, new_order(conn, account, ("b.example",))
-
-
-def test_a_download_spends_the_nonce_and_reads_the_version(db: Database) -> None:
-    account, order = _setup(db)
-    _claim(db, order, None)
-    version = _version(order, account)
-    assert _record(db, order, version)
-    with db.statement(promised=False) as conn:
-        spent, found = issuance.get_version_spending(conn, version.id, _spend(account, "d-1"))
-    assert spent
-    assert found is not None
-    assert (found.id, found.serial, found.pem_chain) == (
-        version.id,
-        version.serial,
-        version.pem_chain,
-    )
-    assert _nonce_spent(db, "d-1")
-    with db.statement(promised=False) as conn:
-        # A missing version: the nonce is spent all the same (the answer is a 404).
-        assert issuance.get_version_spending(conn, "cert-none", _spend(account, "d-2")) == (
-            True,
-            None,
-        )
-        # A used nonce, or a changed account key: nothing spent, nothing read.
-        assert issuance.get_version_spending(conn, version.id, _spend(account, "d-1")) == (
-            False,
-            None,
-        )
-        changed = _spend(account, "d-3", jwk_json='{"kty":"EC"}')
-        assert issuance.get_version_spending(conn, version.id, changed) == (False, None)
-    assert _nonce_spent(db, "d-2")
-    assert not _nonce_spent(db, "d-3")
-
-
-@pytest.mark.postgres
-def test_a_download_spends_its_nonce_lazily_on_postgresql(postgres_url: str) -> None:
-    db = Database(postgres_url, pool_size=1)
-    db.migrate()
-    try:
-        account, _ = _setup(db)
-        with db.write(promised=False) as conn:
-            assert issuance.get_version_spending(conn, "cert-x", _spend(account, "d-lazy"))[0]
-            assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
-    finally:
-        db.dispose()
