@@ -132,6 +132,23 @@ def test_finalize_of_a_valid_order_is_order_not_ready(wire: Wire) -> None:
     assert (after["status"], after["certificate"]) == ("valid", certificate)
 
 
+@pytest.mark.parametrize("csr", ["garbage", "bad-signature", "account-key"])
+def test_finalize_of_a_valid_order_says_so_before_what_is_wrong_with_the_csr(
+    wire: Wire, csr: str
+) -> None:
+    # The CSR's key is looked up with the order; the order's state is still reported first.
+    account = wire.new_account()
+    _, order, _ = wire.issue(account, "twice-bad.example.test")
+    der = csr_der(Key.ec256(), ["twice-bad.example.test"])
+    spoiled = {
+        "garbage": "!!!!",
+        "bad-signature": b64(_tamper_signature(der)),
+        "account-key": b64(csr_der(account.key, ["twice-bad.example.test"])),
+    }[csr]
+    response = wire.as_account(account, order["finalize"], {"csr": spoiled})
+    assert_problem(response, 403, "orderNotReady", wire.directory_url)
+
+
 # -- download ------------------------------------------------------------------------
 
 

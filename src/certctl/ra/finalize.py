@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Connection
@@ -31,7 +32,7 @@ from certctl.domain.serials import canonical_serial, new_serial
 from certctl.policy.keys import check_subscriber_key
 from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
-from certctl.ra.orders import OrderView, order_view
+from certctl.ra.orders import OrderView, order_view, visible_order
 from certctl.ra.pki import crl_url, ocsp_url
 from certctl.ra.replay import PendingSpend, pending, settle_spent
 from certctl.storage import audit_log, inventory, issuance, revocations, spending
@@ -45,15 +46,24 @@ def _bad_csr(detail: str) -> AcmeError:
 
 
 def parse_csr(payload: dict[str, Any]) -> x509.CertificateSigningRequest:
+    return verified_csr(load_csr(payload))
+
+
+def load_csr(payload: dict[str, Any]) -> x509.CertificateSigningRequest:
+    """The finalize payload's CSR, decoded and parsed, its signature not yet checked."""
     raw = payload.get("csr")
     if not isinstance(raw, str):
         raise malformed("finalize payload needs a csr string")
     try:
-        csr = x509.load_der_x509_csr(b64url_decode(raw))
+        return x509.load_der_x509_csr(b64url_decode(raw))
     except AcmeError:
         raise _bad_csr("csr is not strict base64url") from None
     except ValueError:
         raise _bad_csr("csr is not a DER PKCS#10 request") from None
+
+
+def verified_csr(csr: x509.CertificateSigningRequest) -> x509.CertificateSigningRequest:
+    """``csr`` once its self-signature verifies (RFC 2986 §3)."""
     try:
         if not csr_signature_valid(csr):
             raise _bad_csr("csr signature does not verify")
@@ -96,13 +106,28 @@ def finalize(
     spend: PendingSpend | None = None,
 ) -> OrderView:
     """``spend``: the request's nonce, spent with the processing claim (ra.replay)."""
-    # Every check reads from one transaction; CAA lookups (network) come after it.
+    # The CSR's key is looked up with the order, in one statement; the CSR's own errors
+    # are reported after the order's, as when it is parsed after the read.
+    loaded: x509.CertificateSigningRequest | AcmeError
+    try:
+        loaded = load_csr(payload)
+    except AcmeError as exc:
+        loaded = exc
+    digest = _key_digest(loaded)
+    # Every check reads from one connection; CAA lookups (network) come after it.
     with ctx.db.read() as conn:
-        view = order_view(ctx, conn, account, order_id)
+        refusals: tuple[bool, bool] | None = None
+        if digest is None:
+            view = order_view(ctx, conn, account, order_id)
+        else:
+            found, refusals = issuance.order_and_key_refusals(conn, order_id, digest)
+            view = visible_order(ctx, conn, account, found)
         if view.status is not OrderStatus.READY:
             raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
-        csr = parse_csr(payload)
-        _check_csr(conn, profile, view, csr)
+        if isinstance(loaded, AcmeError):
+            raise loaded
+        csr = verified_csr(loaded)
+        _check_csr(conn, profile, view, csr, refusals)
         authzs = (
             [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
             if profile.caa_check
@@ -138,12 +163,30 @@ def finalize(
     return _record(ctx, profile, account, view, csr, issued)
 
 
+def _key_digest(csr: x509.CertificateSigningRequest | AcmeError) -> str | None:
+    """The SHA-256 of the CSR key's SPKI, or None when there is none to read (the CSR's
+    checks say why, in their turn)."""
+    if isinstance(csr, AcmeError):
+        return None
+    try:
+        return spki_sha256(csr.public_key())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+
+
 def _check_csr(
-    conn: Connection, profile: Profile, view: OrderView, csr: x509.CertificateSigningRequest
+    conn: Connection,
+    profile: Profile,
+    view: OrderView,
+    csr: x509.CertificateSigningRequest,
+    refusals: tuple[bool, bool] | None,
 ) -> None:
+    """``refusals``: the key's (blocked, an account's key) if read with the order."""
     key = csr.public_key()
     check_subscriber_key(profile, key)
-    blocked, account_key = revocations.key_refusals(conn, spki_sha256(key))
+    if refusals is None:
+        refusals = revocations.key_refusals(conn, spki_sha256(key))
+    blocked, account_key = refusals
     if blocked:
         # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
         raise _bad_csr("csr key is blocked: it was reported compromised")

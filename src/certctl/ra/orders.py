@@ -274,21 +274,22 @@ def get_order(
     with ctx.db.statement(promised=False) as conn:
         spent, found = spending.get_order(conn, order_id, unspent.keywords())
         settle_spent(unspent, spent)
-        return _visible_order(ctx, conn, account, found)
+        return visible_order(ctx, conn, account, found)
 
 
 def order_view(ctx: RAContext, conn: Connection, account: Account, order_id: str) -> OrderView:
     """The order as its account sees it, read on ``conn`` (callers that hold a transaction
     answer from it instead of opening another)."""
-    return _visible_order(ctx, conn, account, store.get_order(conn, order_id))
+    return visible_order(ctx, conn, account, store.get_order(conn, order_id))
 
 
-def _visible_order(
+def visible_order(
     ctx: RAContext,
     conn: Connection,
     account: Account,
     found: tuple[Order, list[tuple[AuthzStatus, datetime]]] | None,
 ) -> OrderView:
+    """``order_view`` of an order read already (``found``: a ``get_order`` result)."""
     if found is None or found[0].account_id != account.id:
         # Another account's order is indistinguishable from a missing one.
         raise not_found("no such order")

@@ -1,4 +1,8 @@
-"""The two writes of a finalize, each one atomic statement on PostgreSQL (storage._chain).
+"""A finalize's read, and its two writes, each one atomic statement on PostgreSQL
+(storage._chain).
+
+``order_and_key_refusals``: the order with its authorizations, and whether the CSR's
+key is blocked or an ACME account's key, in one statement.
 
 ``claim``: the finalize gate (Boulder's began_processing; the serial is recorded before
 anything is signed), its audit row and, when the request's nonce is still to be spent,
@@ -22,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, select
 
-from certctl.domain.model import OrderStatus
-from certctl.storage import _chain, audit_log, inventory, nonces, orders
+from certctl.domain.model import AuthzStatus, Order, OrderStatus
+from certctl.storage import _chain, audit_log, inventory, nonces, orders, revocations
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import (
     acme_orders,
@@ -142,3 +146,22 @@ def record(
     row = _RECORD.first(conn, params)
     assert row is not None  # counts: always one row
     return bool(row["recorded"] == 1)
+
+
+_ORDER_AND_KEY_REFUSALS = FastStatement(
+    select(*orders.ORDER_READ.columns, *revocations.KEY_REFUSALS)
+    .select_from(orders.ORDER_READ.source)
+    .where(orders.ORDER_READ.where)
+    .order_by(*orders.ORDER_READ.order_by)
+)
+
+
+def order_and_key_refusals(
+    conn: Connection, order_id: str, key_spki_sha256: str
+) -> tuple[tuple[Order, list[tuple[AuthzStatus, datetime]]] | None, tuple[bool, bool]]:
+    """``orders.get_order`` and ``revocations.key_refusals`` in one statement; the
+    refusals are (False, False) when there is no such order."""
+    rows = _ORDER_AND_KEY_REFUSALS.all(conn, {"b_id": order_id, "b_spki": key_spki_sha256})
+    if not rows:
+        return None, (False, False)
+    return orders.order_of(rows), (bool(rows[0]["blocked"]), bool(rows[0]["account_key"]))

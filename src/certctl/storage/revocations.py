@@ -106,13 +106,13 @@ _KEY_BLOCKED = FastStatement(
 )
 
 
-# Both refusals of a certificate key at finalize, in one round trip.
-_KEY_REFUSALS = FastStatement(
-    select(
-        exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")).label("blocked"),
-        exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")).label("account_key"),
-    )
+# Both refusals of a certificate key at finalize (parameter b_spki), as columns: in one
+# round trip by themselves, or with the order's read (storage.issuance).
+KEY_REFUSALS = (
+    exists().where(blocked_keys.c.spki_sha256 == bindparam("b_spki")).label("blocked"),
+    exists().where(acme_accounts.c.key_spki_sha256 == bindparam("b_spki")).label("account_key"),
 )
+_KEY_REFUSALS = FastStatement(select(*KEY_REFUSALS))
 
 
 def key_refusals(conn: Connection, spki_sha256: str) -> tuple[bool, bool]:
