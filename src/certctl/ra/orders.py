@@ -138,12 +138,12 @@ def new_order(
     # open orders again, exactly, under the account's lock in the insert's transaction.
     # The cap is read before any transaction: never a second connection inside one.
     cap = limits.concurrent_orders_cap(account.id, profile.id)
-    if cap > 0 or limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
-        # A replayed request must not reach a limit: neither trip it nor use it up.
-        spend_first(ctx, spend)
     if cap > 0:
-        with ctx.db.read() as conn:
-            limits.open_orders(conn, account.id, profile.id, now, lock=False, cap=cap)
+        # A replayed request must not reach a limit: neither trip it nor use it up. The
+        # nonce is spent in the statement that counts (storage.spending).
+        _check_open_orders(ctx, limits, account, cap, now, spend)
+    elif limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
+        spend_first(ctx, spend)
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
     with write_spending(ctx, spend) as conn:
         limits.open_orders(conn, account.id, profile.id, now, cap=cap)
@@ -238,6 +238,30 @@ def _check_profile_choice(profile: Profile, payload: dict[str, Any]) -> None:
             f"profile {str(chosen)[:64]!r} is not offered here; "
             f"this directory offers {profile.id!r}",
         )
+
+
+def _check_open_orders(
+    ctx: RAContext,
+    limits: RateLimits,
+    account: Account,
+    cap: int,
+    now: datetime,
+    spend: PendingSpend | None,
+) -> None:
+    """newOrder's pre-check of the concurrent-orders cap, spending ``spend`` first (in the
+    same statement) unless it is spent already."""
+    unspent = pending(spend)
+    if unspent is None:
+        with ctx.db.read() as conn:
+            counted = store.open_orders(conn, account.id, now)
+    else:
+        # The spend is the only write: the answer does not wait for it (ra.replay).
+        with ctx.db.statement(promised=False) as conn:
+            spent, found = spending.open_orders(conn, account.id, now, unspent.keywords())
+        settle_spent(unspent, spent)
+        assert found is not None  # read whenever the nonce was spent
+        counted = found
+    limits.check_open_orders(cap, counted, now)
 
 
 def _check_eab_names(

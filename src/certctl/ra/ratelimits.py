@@ -172,11 +172,11 @@ class RateLimits:
         profile_id: str,
         now: datetime,
         *,
-        lock: bool = True,
         cap: int | None = None,
     ) -> None:
-        """With ``lock``, inside the new order's write transaction before its insert: exact.
-        Without, a pre-check on a read connection (refuses before anything is spent).
+        """Inside the new order's write transaction, before its insert: the account's row
+        locked, then its open orders counted, exactly. (newOrder's pre-check, before any
+        transaction, reads the count itself and passes it to ``check_open_orders``.)
 
         Pass ``cap`` (from ``concurrent_orders_cap``, read before any transaction): looking
         it up here may open a second pool connection while ``conn`` holds SQLite's write
@@ -184,11 +184,18 @@ class RateLimits:
         n = cap if cap is not None else self.concurrent_orders_cap(account_id, profile_id)
         if n <= 0:
             return
-        count, earliest = order_store.open_orders(conn, account_id, now, lock=lock)
-        if count >= n:
+        self.check_open_orders(n, order_store.open_orders(conn, account_id, now, lock=True), now)
+
+    def check_open_orders(
+        self, cap: int, counted: tuple[int, datetime | None], now: datetime
+    ) -> None:
+        """Refuse when ``counted`` (an ``open_orders`` count and earliest expiry, read
+        already) reaches ``cap``."""
+        count, earliest = counted
+        if count >= cap:
             # The earliest open order expires by then, at the latest (sooner if finished).
             wait = (earliest - now).total_seconds() if earliest is not None else WINDOW_S
-            raise self._trip(Limit.CONCURRENT_ORDERS, n, wait)
+            raise self._trip(Limit.CONCURRENT_ORDERS, cap, wait)
 
     def concurrent_orders_cap(self, account_id: str, profile_id: str) -> int:
         return self.value(Limit.CONCURRENT_ORDERS, account_id=account_id, profile_id=profile_id)

@@ -1,4 +1,5 @@
-"""POST-as-GET reads (RFC 8555 §6.3) that spend the request's nonce in the same round trip.
+"""Reads that spend the request's nonce in the same round trip: the POST-as-GET reads
+(RFC 8555 §6.3), and a newOrder's count of open orders.
 
 A kid request's nonce is spent in a statement that confirms its account as it spends
 (``nonces.account_spend_cte``, RFC 8555 §6.5). For the reads clients poll (an order, an
@@ -11,6 +12,9 @@ read run one after the other in the caller's transaction, which costs no round t
 Each function returns whether the nonce was spent, and what was read; when the nonce was
 not spent (used already, or the account changed), nothing is read, and the caller settles
 the nonce the ordinary way (ra.replay). Run them in ``Database.statement()``.
+
+A newOrder under rate limits spends its nonce before it consults them (ra.replay
+``spend_first``); its pre-check of the account's open orders is read in that statement.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ def _spending(read: _chain.ReadById) -> FastStatement:
 
 _GET_ORDER = _spending(orders.ORDER_READ)
 _GET_AUTHZ = _spending(orders.AUTHZ_READ)
+_OPEN_ORDERS = FastStatement(
+    select(_chain.count(_SPENT, "spent"), *orders.OPEN_ORDERS_COLUMNS).where(
+        orders.OPEN_ORDERS_WHERE
+    )
+)
 _GET_VERSION = _spending(
     _chain.ReadById(
         columns=(certificate_versions,),
@@ -96,3 +105,20 @@ def get_version(
 
 def _version_of(rows: Sequence[Mapping[str, Any]]) -> CertificateVersion | None:
     return inventory.version_of(rows[0]) if rows else None
+
+
+def open_orders(
+    conn: Connection, account_id: str, now: datetime, spend: Mapping[str, Any]
+) -> tuple[bool, tuple[int, datetime | None] | None]:
+    """``orders.open_orders`` (without the lock: a newOrder's pre-check) and the spend of
+    a nonce, which a newOrder under rate limits spends before it consults them."""
+    if conn.dialect.name != "postgresql":
+        if not nonces.consume_for_account(conn, **spend):
+            return False, None
+        return True, orders.open_orders(conn, account_id, now)
+    params = {"b_owner": account_id, "b_now": now, **nonces.account_spend(**spend)}
+    row = _OPEN_ORDERS.first(conn, params)
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    if row["spent"] != 1:
+        return False, None
+    return True, orders.open_orders_of(row)

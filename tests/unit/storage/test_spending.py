@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from certctl.domain.model import Account, CertificateVersion, Order
+from certctl.domain.model import Account, AuthzStatus, CertificateVersion, Order
 from certctl.storage import inventory, orders, spending
 from certctl.storage.db import Database
 from certctl.storage.schema import used_nonces
@@ -147,6 +147,34 @@ def test_an_order_is_read_with_every_authorization(db: Database) -> None:
     stored, authzs = found
     assert stored.id == order.id
     assert len(stored.authz_ids) == len(authzs) == 2
+
+
+def test_open_orders_are_counted_as_the_plain_count_does(db: Database) -> None:
+    account, _ = _setup(db)
+    with db.write() as conn:
+        new_order(conn, account, created_at=NOW - timedelta(hours=1))  # expires sooner
+        # Not open: a failed authorization makes its order invalid, whatever it stored.
+        new_order(conn, account, authz_status=AuthzStatus.INVALID)
+        expected = orders.open_orders(conn, account.id, NOW)
+    assert expected == (2, NOW + timedelta(hours=23))
+    with db.statement(promised=False) as conn:
+        assert spending.open_orders(conn, account.id, NOW, _spend(account, "n-1")) == (
+            True,
+            expected,
+        )
+        assert spending.open_orders(conn, "acct-none", NOW, _spend(account, "n-2")) == (
+            True,
+            (0, None),
+        )
+        # A used nonce, or a changed account key: nothing spent, nothing counted.
+        assert spending.open_orders(conn, account.id, NOW, _spend(account, "n-1")) == (
+            False,
+            None,
+        )
+        changed = _spend(account, "n-3", jwk_json='{"kty":"EC"}')
+        assert spending.open_orders(conn, account.id, NOW, changed) == (False, None)
+    assert _nonce_spent(db, "n-2")
+    assert not _nonce_spent(db, "n-3")
 
 
 @pytest.mark.postgres
