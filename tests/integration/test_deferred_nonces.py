@@ -71,6 +71,18 @@ def test_a_replayed_read_is_bad_nonce(
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+def test_a_read_of_nothing_spends_its_nonce_and_a_replay_says_so(
+    wire: Wire, issued: tuple[Account, str, dict[str, Any]], target: str
+) -> None:
+    account, order_url, order = issued
+    url, payload = TARGETS[target](wire, account, order_url, order)
+    missing = url.rstrip("/") + "-missing"  # the same route, an id nobody has
+    jws = _jws(wire, account, missing, payload)
+    assert_problem(_send(wire, missing, jws), 404, "malformed", wire.directory_url)
+    assert_problem(_send(wire, missing, jws), 400, "badNonce", wire.directory_url)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_concurrent_uses_of_one_nonce_read_exactly_once(
     wire: Wire, issued: tuple[Account, str, dict[str, Any]], target: str
 ) -> None:

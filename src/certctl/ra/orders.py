@@ -294,11 +294,15 @@ def get_order(
     if unspent is None:
         with ctx.db.read() as conn:
             return order_view(ctx, conn, account, order_id)
-    # The spend is the only write: the answer does not wait for it (ra.replay).
+    # The spend is the only write: the answer does not wait for it (ra.replay). Nothing
+    # raises inside the transaction, which would take the spend back on SQLite.
     with ctx.db.statement(promised=False) as conn:
         spent, found = spending.get_order(conn, order_id, unspent.keywords())
-        settle_spent(unspent, spent)
-        return visible_order(ctx, conn, account, found)
+        view = _visible(ctx, conn, account, found) if spent else None
+    settle_spent(unspent, spent)
+    if view is None:
+        raise _no_such_order()
+    return view
 
 
 def order_view(ctx: RAContext, conn: Connection, account: Account, order_id: str) -> OrderView:
@@ -314,12 +318,29 @@ def visible_order(
     found: tuple[Order, list[tuple[AuthzStatus, datetime]]] | None,
 ) -> OrderView:
     """``order_view`` of an order read already (``found``: a ``get_order`` result)."""
+    view = _visible(ctx, conn, account, found)
+    if view is None:
+        raise _no_such_order()
+    return view
+
+
+def _visible(
+    ctx: RAContext,
+    conn: Connection,
+    account: Account,
+    found: tuple[Order, list[tuple[AuthzStatus, datetime]]] | None,
+) -> OrderView | None:
+    """The view of ``found``, or None when the account may not see it."""
     if found is None or found[0].account_id != account.id:
-        # Another account's order is indistinguishable from a missing one.
-        raise not_found("no such order")
+        return None
     order, authz_rows = found
     replaces = ari.replaces_id_on(conn, order.replaces) if order.replaces else None
     return _view(ctx, order, authz_rows, replaces)
+
+
+def _no_such_order() -> AcmeError:
+    # Another account's order is indistinguishable from a missing one.
+    return not_found("no such order")
 
 
 def _view(
