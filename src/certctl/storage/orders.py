@@ -63,8 +63,8 @@ _INSERT_CHALLENGE = FastStatement(
     keys=("id", "authz_id", "type", "token", "status", "validated_at", "error"),
 )
 # The order and its authorizations in one statement (one round trip on PostgreSQL, one
-# snapshot): a row per authorization, the order's columns repeated on each.
-# An order with its authorizations' ids, statuses and expiries: one row per authorization.
+# snapshot): a row per authorization (its id, status and expiry), the order's columns
+# repeated on each.
 ORDER_READ = _chain.ReadById(
     columns=(
         acme_orders,
