@@ -25,8 +25,10 @@ Whoever defers settles afterwards: if the operation failed before spending, the 
 spent on its own then, before any answer leaves, and an operation whose spend found the
 nonce used or the account changed (``NonceRaceError``) is rolled back and redone after
 the ordinary spend. An operation that consults a rate limit before that transaction
-(newOrder) spends the nonce first
-(``spend_first``), so a replay neither trips a limit nor uses up an allowance.
+(newOrder) spends the nonce first, in the statement that counts the account's open
+orders (storage.spending) or on its own (``spend_first``), so a replay neither trips a
+limit nor uses up an allowance; an authorization's deactivation settles its nonce before
+it changes anything.
 """
 
 from __future__ import annotations
