@@ -34,7 +34,7 @@ from certctl.ra.challenges import Validator, check_caa_at_finalize
 from certctl.ra.context import RAContext, actor_for, new_id
 from certctl.ra.orders import OrderView, order_view, visible_order
 from certctl.ra.pki import crl_url, ocsp_url
-from certctl.ra.replay import PendingSpend, pending, settle_spent
+from certctl.ra.replay import PendingSpend, pending, read_spending, settle_spent
 from certctl.storage import audit_log, inventory, issuance, revocations, spending
 from certctl.storage import orders as order_store
 
@@ -343,15 +343,12 @@ def certificate_chain(
     ctx: RAContext, account: Account, cert_id: str, spend: PendingSpend | None = None
 ) -> str:
     """RFC 8555 §7.4.2: the PEM chain, to the account that ordered it only."""
-    unspent = pending(spend)
-    if unspent is None:
-        with ctx.db.read() as conn:
-            version = inventory.get_version(conn, cert_id)
-    else:
-        # The spend is the only write: the answer does not wait for it (ra.replay).
-        with ctx.db.statement(promised=False) as conn:
-            spent, version = spending.get_version(conn, cert_id, unspent.keywords())
-        settle_spent(unspent, spent)
+    version = read_spending(
+        ctx,
+        spend,
+        lambda conn: inventory.get_version(conn, cert_id),
+        lambda conn, keywords: spending.get_version(conn, cert_id, keywords),
+    )
     if version is None or version.acme_account_id != account.id:
         raise not_found("no such certificate")
     return version.pem_chain

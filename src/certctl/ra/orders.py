@@ -29,13 +29,7 @@ from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.ra.ratelimits import RateLimits
-from certctl.ra.replay import (
-    PendingSpend,
-    pending,
-    settle_spent,
-    spend_first,
-    write_spending,
-)
+from certctl.ra.replay import PendingSpend, read_spending, spend_first, write_spending
 from certctl.storage import audit_log, spending
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
@@ -250,17 +244,13 @@ def _check_open_orders(
 ) -> None:
     """newOrder's pre-check of the concurrent-orders cap, spending ``spend`` first (in the
     same statement) unless it is spent already."""
-    unspent = pending(spend)
-    if unspent is None:
-        with ctx.db.read() as conn:
-            counted = store.open_orders(conn, account.id, now)
-    else:
-        # The spend is the only write: the answer does not wait for it (ra.replay).
-        with ctx.db.statement(promised=False) as conn:
-            spent, found = spending.open_orders(conn, account.id, now, unspent.keywords())
-        settle_spent(unspent, spent)
-        assert found is not None  # read whenever the nonce was spent
-        counted = found
+    counted = read_spending(
+        ctx,
+        spend,
+        lambda conn: store.open_orders(conn, account.id, now),
+        lambda conn, keywords: spending.open_orders(conn, account.id, now, keywords),
+    )
+    assert counted is not None  # read whenever the nonce was spent
     limits.check_open_orders(cap, counted, now)
 
 
@@ -290,16 +280,14 @@ def get_order(
     ctx: RAContext, account: Account, order_id: str, spend: PendingSpend | None = None
 ) -> OrderView:
     """``spend``: the request's nonce, spent with the read (storage.spending)."""
-    unspent = pending(spend)
-    if unspent is None:
-        with ctx.db.read() as conn:
-            return order_view(ctx, conn, account, order_id)
-    # The spend is the only write: the answer does not wait for it (ra.replay). Nothing
-    # raises inside the transaction, which would take the spend back on SQLite.
-    with ctx.db.statement(promised=False) as conn:
-        spent, found = spending.get_order(conn, order_id, unspent.keywords())
-        view = _visible(ctx, conn, account, found) if spent else None
-    settle_spent(unspent, spent)
+
+    def read(conn: Connection, keywords: dict[str, Any]) -> tuple[bool, OrderView | None]:
+        spent, found = spending.get_order(conn, order_id, keywords)
+        return spent, _visible(ctx, conn, account, found) if spent else None
+
+    view = read_spending(
+        ctx, spend, lambda conn: _visible(ctx, conn, account, store.get_order(conn, order_id)), read
+    )
     if view is None:
         raise _no_such_order()
     return view
@@ -385,15 +373,12 @@ def get_authz(
     ctx: RAContext, account: Account, authz_id: str, spend: PendingSpend | None = None
 ) -> Authorization:
     """``spend``: the request's nonce, spent with the read (storage.spending)."""
-    unspent = pending(spend)
-    if unspent is None:
-        with ctx.db.read() as conn:
-            authz = store.get_authz(conn, authz_id)
-    else:
-        # The spend is the only write: the answer does not wait for it (ra.replay).
-        with ctx.db.statement(promised=False) as conn:
-            spent, authz = spending.get_authz(conn, authz_id, unspent.keywords())
-        settle_spent(unspent, spent)
+    authz = read_spending(
+        ctx,
+        spend,
+        lambda conn: store.get_authz(conn, authz_id),
+        lambda conn, keywords: spending.get_authz(conn, authz_id, keywords),
+    )
     if authz is None or authz.account_id != account.id:
         raise not_found("no such authorization")
     status = authz_effective_status(authz.status, authz.expires_at, ctx.clock())

@@ -33,17 +33,19 @@ it changes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.ra.context import RAContext
 from certctl.storage import nonces
+
+T = TypeVar("T")
 
 
 def spend_nonce(conn: Connection, nonce: str, expires_at: datetime, *, lazy: bool = False) -> None:
@@ -145,3 +147,24 @@ def write_spending(
         yield conn
     if spend is not None:
         spend.spent = True
+
+
+def read_spending(
+    ctx: RAContext,
+    spend: PendingSpend | None,
+    plain: Callable[[Connection], T],
+    spending: Callable[[Connection, dict[str, Any]], tuple[bool, T]],
+) -> T:
+    """A read that spends ``spend`` in its own statement (storage.spending): ``spending``
+    takes the keywords of ``nonces.consume_for_account`` and says whether it spent; when
+    there is nothing to spend, ``plain``. Neither may raise for what it read: raised
+    inside the statement's transaction, that would take the spend back on SQLite."""
+    unspent = pending(spend)
+    if unspent is None:
+        with ctx.db.read() as conn:
+            return plain(conn)
+    # The spend is the only write: the answer does not wait for it.
+    with ctx.db.statement(promised=False) as conn:
+        spent, found = spending(conn, unspent.keywords())
+    settle_spent(unspent, spent)
+    return found
