@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from certctl.domain.model import (
     Account,
@@ -16,6 +16,7 @@ from certctl.domain.model import (
     AuthMode,
     Authorization,
     AuthzStatus,
+    CertificateVersion,
     Challenge,
     ChallengeStatus,
     Identifier,
@@ -25,6 +26,7 @@ from certctl.domain.model import (
 )
 from certctl.storage import accounts, inventory, orders
 from certctl.storage.db import Database
+from certctl.storage.schema import used_nonces
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 ISSUER_ID = "iss-test"
@@ -125,3 +127,50 @@ def migrate_worker(url: str, barrier: Barrier, results: Any) -> None:
         results.put(f"{type(exc).__name__}: {exc}")
     finally:
         db.dispose()
+
+
+def new_version(order: Order, account: Account, serial: str | None = None) -> CertificateVersion:
+    """A certificate version of ``order`` (not stored), with a random serial unless given."""
+    serial = serial or secrets.token_hex(8)
+    return CertificateVersion(
+        id="cert-" + secrets.token_hex(8),
+        certificate_id="mc-" + secrets.token_hex(8),
+        serial=serial,
+        fingerprint_sha256=secrets.token_hex(32),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=30),
+        pem_chain="-----BEGIN CERTIFICATE-----\n",
+        csr_pem="-----BEGIN CERTIFICATE REQUEST-----\n",
+        key_algorithm="ECDSA",
+        key_size=256,
+        source="acme",
+        profile_id=account.profile_id,
+        issuer_id=ISSUER_ID,
+        acme_account_id=account.id,
+        acme_order_id=order.id,
+        created_at=NOW,
+    )
+
+
+NONCE_EXPIRES = NOW + timedelta(minutes=5)
+
+
+def spend_of(account: Account, nonce: str, jwk_json: str | None = None) -> dict[str, Any]:
+    """The keywords of ``nonces.consume_for_account`` for ``account`` (its stored key
+    unless ``jwk_json``), spending ``nonce``."""
+    return {
+        "nonce": nonce,
+        "expires_at": NONCE_EXPIRES,
+        "account_id": account.id,
+        "profile_id": account.profile_id,
+        "jwk_json": account.jwk_json if jwk_json is None else jwk_json,
+    }
+
+
+def nonce_spent(db: Database, nonce: str) -> bool:
+    """Whether ``nonce`` is recorded as used."""
+    with db.read() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(used_nonces).where(used_nonces.c.nonce == nonce)
+        ).scalar_one()
+    return bool(count)

@@ -3,10 +3,8 @@ one transaction on SQLite, with the same outcome on both for every branch."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,10 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus
 from certctl.storage import audit_log, inventory, issuance, nonces, orders
 from certctl.storage.db import Database
-from certctl.storage.schema import acme_orders, audit_events, managed_certificates, used_nonces
-from tests.unit.storage.helpers import ISSUER_ID, NOW, new_account, new_order, seed_profile
-
-EXPIRES = NOW + timedelta(minutes=5)
+from certctl.storage.schema import acme_orders, audit_events, managed_certificates
+from tests.unit.storage.helpers import (
+    NONCE_EXPIRES,
+    NOW,
+    new_account,
+    new_order,
+    new_version,
+    nonce_spent,
+    seed_profile,
+    spend_of,
+)
 
 
 def _setup(db: Database) -> tuple[Account, Order]:
@@ -27,16 +32,6 @@ def _setup(db: Database) -> tuple[Account, Order]:
         seed_profile(conn)
         account = new_account(conn)
         return account, new_order(conn, account)
-
-
-def _spend(account: Account, nonce: str, jwk_json: str | None = None) -> dict[str, Any]:
-    return {
-        "nonce": nonce,
-        "expires_at": EXPIRES,
-        "account_id": account.id,
-        "profile_id": account.profile_id,
-        "jwk_json": account.jwk_json if jwk_json is None else jwk_json,
-    }
 
 
 def _event(order_id: str, action: str = "acme_order_processing") -> dict[str, Any]:
@@ -69,19 +64,11 @@ def _state(db: Database, order: Order) -> tuple[OrderStatus, str | None, int]:
     return found[0].stored_status, reserved, audited
 
 
-def _nonce_spent(db: Database, nonce: str) -> bool:
-    with db.read() as conn:
-        count = conn.execute(
-            select(func.count()).select_from(used_nonces).where(used_nonces.c.nonce == nonce)
-        ).scalar_one()
-    return bool(count)
-
-
 def test_claim_spends_the_nonce_moves_the_order_and_audits_it(db: Database) -> None:
     account, order = _setup(db)
-    assert _claim(db, order, _spend(account, "n-1")) == (True, True)
+    assert _claim(db, order, spend_of(account, "n-1")) == (True, True)
     assert _state(db, order) == (OrderStatus.PROCESSING, "ab", 1)
-    assert _nonce_spent(db, "n-1")
+    assert nonce_spent(db, "n-1")
 
 
 def test_claim_without_a_nonce_still_claims(db: Database) -> None:
@@ -93,25 +80,25 @@ def test_claim_without_a_nonce_still_claims(db: Database) -> None:
 def test_claim_with_a_used_nonce_writes_nothing(db: Database) -> None:
     account, order = _setup(db)
     with db.write() as conn:
-        assert nonces.consume(conn, "n-used", EXPIRES)
-    assert _claim(db, order, _spend(account, "n-used")) == (False, False)
+        assert nonces.consume(conn, "n-used", NONCE_EXPIRES)
+    assert _claim(db, order, spend_of(account, "n-used")) == (False, False)
     assert _state(db, order) == (OrderStatus.PENDING, None, 0)
 
 
 def test_claim_for_a_changed_account_key_writes_nothing(db: Database) -> None:
     account, order = _setup(db)
-    assert _claim(db, order, _spend(account, "n-key", jwk_json='{"kty":"EC"}')) == (False, False)
+    assert _claim(db, order, spend_of(account, "n-key", jwk_json='{"kty":"EC"}')) == (False, False)
     assert _state(db, order) == (OrderStatus.PENDING, None, 0)
-    assert not _nonce_spent(db, "n-key")
+    assert not nonce_spent(db, "n-key")
 
 
 def test_claim_of_an_order_already_claimed_spends_the_nonce_only(db: Database) -> None:
     account, order = _setup(db)
     assert _claim(db, order, None, serial="01") == (True, True)
-    assert _claim(db, order, _spend(account, "n-late"), serial="02") == (True, False)
+    assert _claim(db, order, spend_of(account, "n-late"), serial="02") == (True, False)
     # The first claim's serial and audit row only; the refused request used its nonce.
     assert _state(db, order) == (OrderStatus.PROCESSING, "01", 1)
-    assert _nonce_spent(db, "n-late")
+    assert nonce_spent(db, "n-late")
 
 
 def test_concurrent_claims_let_exactly_one_win(db: Database) -> None:
@@ -121,35 +108,13 @@ def test_concurrent_claims_let_exactly_one_win(db: Database) -> None:
 
     def attempt(i: int) -> tuple[bool, bool]:
         barrier.wait(timeout=30)
-        return _claim(db, order, _spend(account, f"n-race-{i}"), serial=f"{i + 1:x}")
+        return _claim(db, order, spend_of(account, f"n-race-{i}"), serial=f"{i + 1:x}")
 
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(attempt, range(threads)))
     assert all(spent for spent, _ in results)
     assert [claimed for _, claimed in results].count(True) == 1
     assert _state(db, order)[::2] == (OrderStatus.PROCESSING, 1)
-
-
-def _version(order: Order, account: Account, serial: str | None = None) -> CertificateVersion:
-    serial = serial or secrets.token_hex(8)
-    return CertificateVersion(
-        id="cert-" + secrets.token_hex(8),
-        certificate_id="mc-" + secrets.token_hex(8),
-        serial=serial,
-        fingerprint_sha256=secrets.token_hex(32),
-        not_before=NOW,
-        not_after=NOW + timedelta(days=30),
-        pem_chain="-----BEGIN CERTIFICATE-----\n",
-        csr_pem="-----BEGIN CERTIFICATE REQUEST-----\n",
-        key_algorithm="ECDSA",
-        key_size=256,
-        source="acme",
-        profile_id=account.profile_id,
-        issuer_id=ISSUER_ID,
-        acme_account_id=account.id,
-        acme_order_id=order.id,
-        created_at=NOW,
-    )
 
 
 def _record(db: Database, order: Order, version: CertificateVersion) -> bool:
@@ -178,7 +143,7 @@ def _audit_rows(db: Database) -> int:
 def test_record_writes_the_certificate_and_finishes_the_order(db: Database) -> None:
     account, order = _setup(db)
     assert _claim(db, order, None) == (True, True)
-    version = _version(order, account)
+    version = new_version(order, account)
     assert _record(db, order, version)
     with db.read() as conn:
         found = orders.get_order(conn, order.id)
@@ -199,7 +164,7 @@ def test_record_writes_the_certificate_and_finishes_the_order(db: Database) -> N
 
 def test_record_for_an_order_not_processing_writes_nothing(db: Database) -> None:
     account, order = _setup(db)
-    assert not _record(db, order, _version(order, account))
+    assert not _record(db, order, new_version(order, account))
     assert _certificates(db) == 0
     assert _state(db, order) == (OrderStatus.PENDING, None, 0)
 
@@ -209,12 +174,12 @@ def test_a_record_that_fails_leaves_nothing_behind(db: Database) -> None:
     _, other = _setup_second_order(db, account)
     for claimed in (order, other):
         assert _claim(db, claimed, None) == (True, True)
-    assert _record(db, order, _version(order, account, serial="5e"))
+    assert _record(db, order, new_version(order, account, serial="5e"))
     before = (_certificates(db), _audit_rows(db))
     # A serial already recorded: the version's unique key refuses it at the end, after
     # the order was finished and the certificate and audit rows written before it.
     with pytest.raises(IntegrityError):
-        _record(db, other, _version(other, account, serial="5e"))
+        _record(db, other, new_version(other, account, serial="5e"))
     assert (_certificates(db), _audit_rows(db)) == before
     assert _state(db, other)[0] is OrderStatus.PROCESSING
 

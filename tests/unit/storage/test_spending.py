@@ -5,39 +5,25 @@ nothing spent and nothing read."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from certctl.domain.model import Account, AuthzStatus, CertificateVersion, Order
 from certctl.storage import inventory, orders, spending
 from certctl.storage.db import Database
-from certctl.storage.schema import used_nonces
-from tests.unit.storage.helpers import ISSUER_ID, NOW, new_account, new_order, seed_profile
-
-EXPIRES = NOW + timedelta(minutes=5)
-
-
-def _spend(account: Account, nonce: str, jwk_json: str | None = None) -> dict[str, Any]:
-    return {
-        "nonce": nonce,
-        "expires_at": EXPIRES,
-        "account_id": account.id,
-        "profile_id": account.profile_id,
-        "jwk_json": account.jwk_json if jwk_json is None else jwk_json,
-    }
-
-
-def _nonce_spent(db: Database, nonce: str) -> bool:
-    with db.read() as conn:
-        count = conn.execute(
-            select(func.count()).select_from(used_nonces).where(used_nonces.c.nonce == nonce)
-        ).scalar_one()
-    return bool(count)
+from tests.unit.storage.helpers import (
+    NOW,
+    new_account,
+    new_order,
+    new_version,
+    nonce_spent,
+    seed_profile,
+    spend_of,
+)
 
 
 def _setup(db: Database, **order: Any) -> tuple[Account, Order]:
@@ -52,24 +38,7 @@ def _setup(db: Database, **order: Any) -> tuple[Account, Order]:
 
 
 def _version(db: Database, order: Order, account: Account) -> CertificateVersion:
-    version = CertificateVersion(
-        id="cert-" + secrets.token_hex(8),
-        certificate_id="mc-" + secrets.token_hex(8),
-        serial=secrets.token_hex(8),
-        fingerprint_sha256=secrets.token_hex(32),
-        not_before=NOW,
-        not_after=NOW + timedelta(days=30),
-        pem_chain="-----BEGIN CERTIFICATE-----\n",
-        csr_pem="-----BEGIN CERTIFICATE REQUEST-----\n",
-        key_algorithm="ECDSA",
-        key_size=256,
-        source="acme",
-        profile_id=account.profile_id,
-        issuer_id=ISSUER_ID,
-        acme_account_id=account.id,
-        acme_order_id=order.id,
-        created_at=NOW,
-    )
+    version = new_version(order, account)
     with db.write() as conn:
         inventory.insert_certificate(
             conn, version, name=order.id, common_name="a.example", sans=["a.example"], now=NOW
@@ -105,23 +74,23 @@ def test_a_read_spends_the_nonce_and_reads_what_the_plain_read_does(
         expected = plain(conn, row_id)
     assert expected is not None
     with db.statement(promised=False) as conn:
-        assert read(conn, row_id, _spend(account, "r-1")) == (True, expected)
-    assert _nonce_spent(db, "r-1")
+        assert read(conn, row_id, spend_of(account, "r-1")) == (True, expected)
+    assert nonce_spent(db, "r-1")
     with db.statement(promised=False) as conn:
         # Nothing found: the nonce is spent all the same (the answer is a 404).
-        assert read(conn, f"{kind}-none", _spend(account, "r-2")) == (True, None)
+        assert read(conn, f"{kind}-none", spend_of(account, "r-2")) == (True, None)
         # A used nonce, or a changed account key: nothing spent, nothing read.
-        assert read(conn, row_id, _spend(account, "r-1")) == (False, None)
-        changed = _spend(account, "r-3", jwk_json='{"kty":"EC"}')
+        assert read(conn, row_id, spend_of(account, "r-1")) == (False, None)
+        changed = spend_of(account, "r-3", jwk_json='{"kty":"EC"}')
         assert read(conn, row_id, changed) == (False, None)
-    assert _nonce_spent(db, "r-2")
-    assert not _nonce_spent(db, "r-3")
+    assert nonce_spent(db, "r-2")
+    assert not nonce_spent(db, "r-3")
 
 
 def test_an_authorization_is_read_with_all_its_challenges_in_type_order(db: Database) -> None:
     account, order = _setup(db, challenge_types=("tls-alpn-01", "dns-01", "http-01"))
     with db.statement(promised=False) as conn:
-        spent, authz = spending.get_authz(conn, order.authz_ids[0], _spend(account, "c-1"))
+        spent, authz = spending.get_authz(conn, order.authz_ids[0], spend_of(account, "c-1"))
     assert spent and authz is not None
     assert [c.type for c in authz.challenges] == ["dns-01", "http-01", "tls-alpn-01"]
     assert {c.authz_id for c in authz.challenges} == {authz.id}
@@ -132,7 +101,7 @@ def test_an_authorization_is_read_with_all_its_challenges_in_type_order(db: Data
 def test_an_authorization_without_challenges_reads_as_one(db: Database) -> None:
     account, order = _setup(db, challenge_types=())
     with db.statement(promised=False) as conn:
-        spent, authz = spending.get_authz(conn, order.authz_ids[0], _spend(account, "c-2"))
+        spent, authz = spending.get_authz(conn, order.authz_ids[0], spend_of(account, "c-2"))
     assert spent and authz is not None
     assert authz.challenges == ()
     with db.read() as conn:
@@ -142,7 +111,7 @@ def test_an_authorization_without_challenges_reads_as_one(db: Database) -> None:
 def test_an_order_is_read_with_every_authorization(db: Database) -> None:
     account, order = _setup(db)
     with db.statement(promised=False) as conn:
-        spent, found = spending.get_order(conn, order.id, _spend(account, "o-1"))
+        spent, found = spending.get_order(conn, order.id, spend_of(account, "o-1"))
     assert spent and found is not None
     stored, authzs = found
     assert stored.id == order.id
@@ -158,23 +127,23 @@ def test_open_orders_are_counted_as_the_plain_count_does(db: Database) -> None:
         expected = orders.open_orders(conn, account.id, NOW)
     assert expected == (2, NOW + timedelta(hours=23))
     with db.statement(promised=False) as conn:
-        assert spending.open_orders(conn, account.id, NOW, _spend(account, "n-1")) == (
+        assert spending.open_orders(conn, account.id, NOW, spend_of(account, "n-1")) == (
             True,
             expected,
         )
-        assert spending.open_orders(conn, "acct-none", NOW, _spend(account, "n-2")) == (
+        assert spending.open_orders(conn, "acct-none", NOW, spend_of(account, "n-2")) == (
             True,
             (0, None),
         )
         # A used nonce, or a changed account key: nothing spent, nothing counted.
-        assert spending.open_orders(conn, account.id, NOW, _spend(account, "n-1")) == (
+        assert spending.open_orders(conn, account.id, NOW, spend_of(account, "n-1")) == (
             False,
             None,
         )
-        changed = _spend(account, "n-3", jwk_json='{"kty":"EC"}')
+        changed = spend_of(account, "n-3", jwk_json='{"kty":"EC"}')
         assert spending.open_orders(conn, account.id, NOW, changed) == (False, None)
-    assert _nonce_spent(db, "n-2")
-    assert not _nonce_spent(db, "n-3")
+    assert nonce_spent(db, "n-2")
+    assert not nonce_spent(db, "n-3")
 
 
 @pytest.mark.postgres
@@ -186,7 +155,7 @@ def test_a_read_spends_its_nonce_lazily_on_postgresql(postgres_url: str, kind: s
         account, row_id = _existing(db, kind)
         read, _ = READS[kind]
         with db.write(promised=False) as conn:
-            assert read(conn, row_id, _spend(account, f"lazy-{kind}"))[0]
+            assert read(conn, row_id, spend_of(account, f"lazy-{kind}"))[0]
             assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
     finally:
         db.dispose()
