@@ -127,14 +127,15 @@ def new_order(
         or _new_authz(ctx, profile, order, ident, now)
         for ident in identifiers
     ]
-    # Open orders first, so a refusal there spends nothing; then the hourly allowance,
-    # outside any transaction (a slow shared store must not hold database locks); then
-    # open orders again, exactly, under the account's lock in the insert's transaction.
-    # The cap is read before any transaction: never a second connection inside one.
+    # Open orders first, so a refusal there takes no hourly allowance; then the hourly
+    # allowance, outside any transaction (a slow shared store must not hold database
+    # locks); then open orders again, exactly, under the account's lock in the insert's
+    # transaction. The cap is read before any transaction: never a second connection
+    # inside one. A replayed request must not reach a limit (neither trip it nor use it
+    # up): the nonce is spent before, in the statement of the first count
+    # (storage.spending), or on its own when only the hourly limit applies.
     cap = limits.concurrent_orders_cap(account.id, profile.id)
     if cap > 0:
-        # A replayed request must not reach a limit: neither trip it nor use it up. The
-        # nonce is spent in the statement that counts (storage.spending).
         _check_open_orders(ctx, limits, account, cap, now, spend)
     elif limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
         spend_first(ctx, spend)
