@@ -1,7 +1,7 @@
-"""POST-as-GET reads with their nonce spend (storage.spending): one statement on
-PostgreSQL, the spend then the read in one transaction on SQLite, with the same outcome
-on both: the nonce spent and the rows read, or (a used nonce, a changed account key)
-nothing spent and nothing read."""
+"""Reads with their nonce spend (storage.spending), the POST-as-GET reads and newOrder's
+count of open orders: one statement on PostgreSQL, the spend then the read in one
+transaction on SQLite, with the same outcome on both: the nonce spent and the rows read,
+or (a used nonce, a changed account key) nothing spent and nothing read."""
 
 from __future__ import annotations
 
