@@ -53,6 +53,14 @@ def _tamper_signature(der: bytes) -> bytes:
     return der[:-1] + bytes([der[-1] ^ 0x01])
 
 
+def _unknown_key_algorithm(der: bytes) -> bytes:
+    """The key's algorithm (id-ecPublicKey, RFC 5480 §2.1.1) changed to an OID nobody
+    implements, same length: still DER, but its key cannot be loaded."""
+    ec_public_key = bytes.fromhex("06072a8648ce3d0201")
+    assert der.count(ec_public_key) == 1
+    return der.replace(ec_public_key, bytes.fromhex("06072a8648ce3d0209"))
+
+
 # -- refused finalizes leave the order ready ---------------------------------------------
 
 
@@ -111,6 +119,7 @@ def test_csr_key_not_allowed_by_profile_is_bad_csr(ec_wire: Wire) -> None:
         pytest.param(lambda der: b64(der) + "==", id="padded-base64"),
         pytest.param(lambda der: b64(der).replace("-", "+").replace("_", "/") + "+/", id="b64-std"),
         pytest.param(lambda der: "!!!!", id="garbage"),
+        pytest.param(lambda der: b64(_unknown_key_algorithm(der)), id="unknown-key-algorithm"),
     ],
 )
 def test_unusable_csr_is_bad_csr(wire: Wire, spoil: Callable[[bytes], str]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 from sqlalchemy import Connection
 
@@ -67,6 +68,9 @@ def verified_csr(csr: x509.CertificateSigningRequest) -> x509.CertificateSigning
     try:
         if not csr_signature_valid(csr):
             raise _bad_csr("csr signature does not verify")
+    except UnsupportedAlgorithm:
+        # A key or signature algorithm the library does not implement: the client's CSR.
+        raise _bad_csr("csr uses an unsupported key or signature algorithm") from None
     except (ValueError, TypeError):
         raise _bad_csr("csr signature cannot be checked") from None
     return csr
@@ -113,21 +117,22 @@ def finalize(
         loaded = load_csr(payload)
     except AcmeError as exc:
         loaded = exc
-    digest = _key_digest(loaded)
+    known = _csr_key(loaded)
     # Every check reads from one connection; CAA lookups (network) come after it.
     with ctx.db.read() as conn:
         refusals: tuple[bool, bool] | None = None
-        if digest is None:
+        if known is None:
             view = order_view(ctx, conn, account, order_id)
         else:
-            found, refusals = issuance.order_and_key_refusals(conn, order_id, digest)
+            found, refusals = issuance.order_and_key_refusals(conn, order_id, known[1])
             view = visible_order(ctx, conn, account, found)
         if view.status is not OrderStatus.READY:
             raise AcmeError(ProblemType.ORDER_NOT_READY, f"order is {view.status.value}, not ready")
         if isinstance(loaded, AcmeError):
             raise loaded
         csr = verified_csr(loaded)
-        _check_csr(conn, profile, view, csr, refusals)
+        key = known[0] if known is not None else csr.public_key()
+        _check_csr(conn, profile, view, csr, key, refusals)
         authzs = (
             [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
             if profile.caa_check
@@ -163,13 +168,16 @@ def finalize(
     return _record(ctx, profile, account, view, csr, issued)
 
 
-def _key_digest(csr: x509.CertificateSigningRequest | AcmeError) -> str | None:
-    """The SHA-256 of the CSR key's SPKI, or None when there is none to read (the CSR's
-    checks say why, in their turn)."""
+def _csr_key(
+    csr: x509.CertificateSigningRequest | AcmeError,
+) -> tuple[CertificatePublicKeyTypes, str] | None:
+    """The CSR's key and the SHA-256 of its SPKI, or None when there is none to read (the
+    CSR's checks say why, in their turn)."""
     if isinstance(csr, AcmeError):
         return None
     try:
-        return spki_sha256(csr.public_key())
+        key = csr.public_key()
+        return key, spki_sha256(key)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
 
@@ -179,10 +187,11 @@ def _check_csr(
     profile: Profile,
     view: OrderView,
     csr: x509.CertificateSigningRequest,
+    key: CertificatePublicKeyTypes,
     refusals: tuple[bool, bool] | None,
 ) -> None:
-    """``refusals``: the key's (blocked, an account's key) if read with the order."""
-    key = csr.public_key()
+    """``key``: the CSR's; ``refusals``: its (blocked, an account's key) if read with the
+    order."""
     check_subscriber_key(profile, key)
     if refusals is None:
         refusals = revocations.key_refusals(conn, spki_sha256(key))

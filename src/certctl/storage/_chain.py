@@ -15,6 +15,10 @@ when that row exists.
 
 SQLite has no data-modifying CTEs; there the same writes run one by one inside the
 caller's transaction, which costs no round trip.
+
+A read joins such a statement the same way: ``ReadById`` keeps a read in parts, so that
+storage.spending can put it beside a nonce's spend, and storage.issuance beside the
+finalize's key checks, in one statement with the plain read's columns.
 """
 
 from __future__ import annotations
