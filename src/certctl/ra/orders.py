@@ -29,8 +29,15 @@ from certctl.policy.identifiers import check_identifiers
 from certctl.ra import ari
 from certctl.ra.context import RAContext, actor_for, new_id, new_token
 from certctl.ra.ratelimits import RateLimits
-from certctl.ra.replay import PendingSpend, read_spending, spend_first, write_spending
-from certctl.storage import audit_log, spending
+from certctl.ra.replay import (
+    PendingSpend,
+    pending,
+    read_spending,
+    settle_spent,
+    spend_first,
+    write_spending,
+)
+from certctl.storage import audit_log, new_orders, spending
 from certctl.storage import eab as eab_store
 from certctl.storage import orders as store
 
@@ -140,25 +147,34 @@ def new_order(
     elif limits.new_order_counted(account.id, profile.id, renewal_due=renewal_due):
         spend_first(ctx, spend)
     limits.new_order(account.id, profile.id, renewal_due=renewal_due)
-    with write_spending(ctx, spend) as conn:
-        limits.open_orders(conn, account.id, profile.id, now, cap=cap)
-        store.insert_order(conn, order, authzs)
-        if replaced is not None:
-            ari.claim_replacement(conn, replaced, order)
-        audit_log.record(
-            conn,
-            at=now,
-            actor=actor_for(account.id),
-            action="acme_order_created",
-            object_type="acme_order",
-            object_id=order.id,
-            details={
-                "auth_mode": profile.acme_auth_mode.value,
-                "profile_id": profile.id,
-                "identifiers": [i.value for i in identifiers],
-            },
-        )
-        replaces = ari.replaces_id_on(conn, order.replaces) if order.replaces else None
+    audit = audit_log.event(
+        at=now,
+        actor=actor_for(account.id),
+        action="acme_order_created",
+        object_type="acme_order",
+        object_id=order.id,
+        details={
+            "auth_mode": profile.acme_auth_mode.value,
+            "profile_id": profile.id,
+            "identifiers": [i.value for i in identifiers],
+        },
+    )
+    replaces: str | None = None
+    if cap <= 0 and replaced is None:
+        # Nothing to lock or count first: the spend, if still to be made, and every row
+        # are one statement (one round trip on PostgreSQL, storage.new_orders).
+        unspent = pending(spend)
+        with ctx.db.statement() as conn:
+            keywords = unspent.keywords() if unspent is not None else None
+            spent = new_orders.create(conn, order, authzs, audit=audit, spend=keywords)
+        settle_spent(unspent, spent)
+    else:
+        with write_spending(ctx, spend) as conn:
+            limits.open_orders(conn, account.id, profile.id, now, cap=cap)
+            new_orders.create(conn, order, authzs, audit=audit)
+            if replaced is not None:
+                ari.claim_replacement(conn, replaced, order)
+                replaces = ari.replaces_id_on(conn, replaced.id)
     # What was just written, as a read would return it (authorizations in the store's
     # order); nothing else can have touched an order this transaction created.
     stored = sorted(authzs, key=lambda a: (a.identifier.value, a.id))

@@ -28,40 +28,34 @@ from certctl.storage.schema import (
 
 # Statements every issuance runs are built once (building one per call, with its cache
 # key, costs several times its execution); values and keys come as parameters.
-_INSERT_ORDER = FastStatement(
-    acme_orders.insert(),
-    keys=(
-        "id",
-        "account_id",
-        "profile_id",
-        "status",
-        "identifiers",
-        "not_before",
-        "not_after",
-        "expires_at",
-        "created_at",
-        "updated_at",
-        "replaces",
-    ),
+ORDER_KEYS = (
+    "id",
+    "account_id",
+    "profile_id",
+    "status",
+    "identifiers",
+    "not_before",
+    "not_after",
+    "expires_at",
+    "created_at",
+    "updated_at",
+    "replaces",
 )
-_INSERT_AUTHZ = FastStatement(
-    acme_authorizations.insert(),
-    keys=(
-        "id",
-        "order_id",
-        "account_id",
-        "identifier_type",
-        "identifier_value",
-        "status",
-        "expires_at",
-        "created_at",
-        "validated_at",
-    ),
+AUTHZ_KEYS = (
+    "id",
+    "order_id",
+    "account_id",
+    "identifier_type",
+    "identifier_value",
+    "status",
+    "expires_at",
+    "created_at",
+    "validated_at",
 )
-_INSERT_CHALLENGE = FastStatement(
-    acme_challenges.insert(),
-    keys=("id", "authz_id", "type", "token", "status", "validated_at", "error"),
-)
+CHALLENGE_KEYS = ("id", "authz_id", "type", "token", "status", "validated_at", "error")
+_INSERT_ORDER = FastStatement(acme_orders.insert(), keys=ORDER_KEYS)
+_INSERT_AUTHZ = FastStatement(acme_authorizations.insert(), keys=AUTHZ_KEYS)
+_INSERT_CHALLENGE = FastStatement(acme_challenges.insert(), keys=CHALLENGE_KEYS)
 # The order and its authorizations in one statement (one round trip on PostgreSQL, one
 # snapshot): a row per authorization (its id, status and expiry), the order's columns
 # repeated on each.
@@ -125,53 +119,59 @@ _FINISH_PROCESSING = FastStatement(FINISH_PROCESSING)
 def insert_authzs(conn: Connection, authzs: Sequence[Authorization], now: datetime) -> None:
     """Authorizations with their challenges (an order's, or pre-authorizations)."""
     for a in authzs:
-        _INSERT_AUTHZ.rowcount(
-            conn,
-            {
-                "id": a.id,
-                "order_id": a.order_id,
-                "account_id": a.account_id,
-                "identifier_type": a.identifier.type,
-                "identifier_value": a.identifier.value,
-                "status": a.status.value,
-                "expires_at": a.expires_at,
-                "created_at": now,
-                "validated_at": a.validated_at,
-            },
-        )
+        _INSERT_AUTHZ.rowcount(conn, authz_values(a, now))
         for c in a.challenges:
-            _INSERT_CHALLENGE.rowcount(
-                conn,
-                {
-                    "id": c.id,
-                    "authz_id": c.authz_id,
-                    "type": c.type,
-                    "token": c.token,
-                    "status": c.status.value,
-                    "validated_at": c.validated_at,
-                    "error": c.error,
-                },
-            )
+            _INSERT_CHALLENGE.rowcount(conn, challenge_values(c))
 
 
 def insert_order(conn: Connection, order: Order, authzs: Sequence[Authorization]) -> None:
-    _INSERT_ORDER.rowcount(
-        conn,
-        {
-            "id": order.id,
-            "account_id": order.account_id,
-            "profile_id": order.profile_id,
-            "status": order.stored_status.value,
-            "identifiers": _json.dumps([i.to_wire() for i in order.identifiers]),
-            "not_before": order.not_before,
-            "not_after": order.not_after,
-            "expires_at": order.expires_at,
-            "created_at": order.created_at,
-            "updated_at": order.created_at,
-            "replaces": order.replaces,
-        },
-    )
+    _INSERT_ORDER.rowcount(conn, order_values(order))
     insert_authzs(conn, authzs, order.created_at)
+
+
+def order_values(order: Order) -> dict[str, Any]:
+    """A new order's row (the keys of ``ORDER_KEYS``)."""
+    return {
+        "id": order.id,
+        "account_id": order.account_id,
+        "profile_id": order.profile_id,
+        "status": order.stored_status.value,
+        "identifiers": _json.dumps([i.to_wire() for i in order.identifiers]),
+        "not_before": order.not_before,
+        "not_after": order.not_after,
+        "expires_at": order.expires_at,
+        "created_at": order.created_at,
+        "updated_at": order.created_at,
+        "replaces": order.replaces,
+    }
+
+
+def authz_values(a: Authorization, now: datetime) -> dict[str, Any]:
+    """A new authorization's row (the keys of ``AUTHZ_KEYS``)."""
+    return {
+        "id": a.id,
+        "order_id": a.order_id,
+        "account_id": a.account_id,
+        "identifier_type": a.identifier.type,
+        "identifier_value": a.identifier.value,
+        "status": a.status.value,
+        "expires_at": a.expires_at,
+        "created_at": now,
+        "validated_at": a.validated_at,
+    }
+
+
+def challenge_values(c: Challenge) -> dict[str, Any]:
+    """A new challenge's row (the keys of ``CHALLENGE_KEYS``)."""
+    return {
+        "id": c.id,
+        "authz_id": c.authz_id,
+        "type": c.type,
+        "token": c.token,
+        "status": c.status.value,
+        "validated_at": c.validated_at,
+        "error": c.error,
+    }
 
 
 def _order(row: Mapping[Any, Any], authz_ids: tuple[str, ...]) -> Order:
