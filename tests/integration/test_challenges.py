@@ -441,6 +441,34 @@ def test_challenge_post_answers_processing_at_once_then_authz_valid_order_ready_
     assert responder.count(chall["token"]) == 1
 
 
+def test_a_post_as_get_of_a_challenge_reads_it_and_starts_nothing(
+    main: Instance, responder: Responder
+) -> None:
+    """RFC 8555 §6.3 and §7.5.1: only a POST of ``{}`` says the client is ready. A read
+    before the answer is in place must leave the challenge pending, not fail it."""
+    wire = main[CHAL]
+    account = wire.new_account()
+    name = unique("peek")
+    order_url, order = order_for(wire, account, name)
+    (authz_url,) = order["authorizations"]
+    chall = challenge(read(wire, account, authz_url))
+
+    for _ in range(2):
+        peeked = read(wire, account, chall["url"])
+        assert peeked["status"] == "pending", peeked
+    assert (
+        audit_count(main.served, "acme_challenge_processing", chall["url"].rsplit("/", 1)[1]) == 0
+    )
+    assert read(wire, account, authz_url)["status"] == "pending"
+    assert responder.count(chall["token"]) == 0
+
+    # The answer in place, the response validates as ever.
+    responder.serve(chall["token"], key_authorization(chall["token"], account.key))
+    assert respond(wire, account, chall["url"]).json()["status"] in {"processing", "valid"}
+    assert poll(wire, account, authz_url)["status"] == "valid"
+    assert read(wire, account, order_url)["status"] == "ready"
+
+
 def test_concurrent_challenge_posts_start_exactly_one_validation(
     main: Instance, responder: Responder
 ) -> None:

@@ -59,12 +59,15 @@ def respond(
     *,
     poll: bool = False,
 ) -> tuple[Challenge, Authorization]:
-    """``poll``: a POST-as-GET, which reads the challenge; only a response (``{}``) counts
-    against the challenge's responses-per-hour limit."""
+    """``poll``: a POST-as-GET, which only reads the challenge (RFC 8555 §6.3): it neither
+    starts a validation nor counts against the responses-per-hour limit. Only a response
+    (``{}``, §7.5.1) says the client is ready; a read before its answer is in place must
+    not cost it the authorization."""
     challenge, authz = get_challenge(ctx, account, challenge_id)
-    if not poll:
-        limits = limits or RateLimits.disabled()
-        limits.challenge_respond(challenge.id, account.id, account.profile_id)
+    if poll:
+        return challenge, authz
+    limits = limits or RateLimits.disabled()
+    limits.challenge_respond(challenge.id, account.id, account.profile_id)
     if challenge.status is not ChallengeStatus.PENDING or authz.status is not AuthzStatus.PENDING:
         return challenge, authz  # RFC 8555 §7.5.1: responding again changes nothing
     if validator is None:
