@@ -87,16 +87,40 @@ _GET_AUTHZ = FastStatement(AUTHZ_READ.select())
 # The finalize's two compare-and-set transitions; storage.issuance builds them into its
 # one-statement writes (parameters b_id, b_serial, b_now; b_id, b_status, b_cert,
 # b_error, b_now).
+_CLAIM_NOW = bindparam("b_now", type_=acme_orders.c.updated_at.type)
+# The order's authorizations as they stand when the claim runs. On PostgreSQL (READ
+# COMMITTED) FOR SHARE waits for a transaction changing one of them (a deactivation, a
+# failed validation, the GC's expiry) and then reads the changed row, not the statement's
+# snapshot: a claim and a deactivation are never both granted. SQLite has one writer.
+_ORDER_AUTHZS = (
+    select(acme_authorizations.c.status, acme_authorizations.c.expires_at)
+    .where(acme_authorizations.c.order_id == bindparam("b_id"))
+    .with_for_update(read=True)
+    .cte("order_authzs")
+)
+# The compare-and-set of a ready order (RFC 8555 §7.1.6, as domain.lifecycle derives it):
+# stored pending, not expired, and every authorization valid and unexpired. The finalize
+# checked all of this on an earlier read; CAA lookups and the CSR's checks came between.
 BEGIN_PROCESSING = (
     update(acme_orders)
     .where(
         acme_orders.c.id == bindparam("b_id"),
         acme_orders.c.status == OrderStatus.PENDING.value,
+        acme_orders.c.expires_at > _CLAIM_NOW,
+        exists(select(_ORDER_AUTHZS.c.status)),
+        ~exists(
+            select(_ORDER_AUTHZS.c.status).where(
+                or_(
+                    _ORDER_AUTHZS.c.status != AuthzStatus.VALID.value,
+                    _ORDER_AUTHZS.c.expires_at <= _CLAIM_NOW,
+                )
+            )
+        ),
     )
     .values(
         status=OrderStatus.PROCESSING.value,
         reserved_serial=bindparam("b_serial"),
-        updated_at=bindparam("b_now"),
+        updated_at=_CLAIM_NOW,
     )
 )
 FINISH_PROCESSING = (
@@ -112,7 +136,9 @@ FINISH_PROCESSING = (
         updated_at=bindparam("b_now"),
     )
 )
-_BEGIN_PROCESSING = FastStatement(BEGIN_PROCESSING)
+# RETURNING, not rowcount: Python's sqlite3 reports no rowcount for a statement that
+# starts with WITH, as this one does.
+_BEGIN_PROCESSING = FastStatement(BEGIN_PROCESSING.returning(acme_orders.c.id))
 _FINISH_PROCESSING = FastStatement(FINISH_PROCESSING)
 
 
@@ -294,7 +320,7 @@ def open_orders_of(row: Mapping[str, Any]) -> tuple[int, datetime | None]:
 def begin_processing(conn: Connection, order_id: str, serial: str, now: datetime) -> bool:
     """The finalize gate (Boulder's began_processing): exactly one caller wins."""
     params = {"b_id": order_id, "b_serial": serial, "b_now": now}
-    return _BEGIN_PROCESSING.rowcount(conn, params) == 1
+    return _BEGIN_PROCESSING.first(conn, params) is not None
 
 
 def finish_processing(

@@ -8,13 +8,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus
+from certctl.domain.model import Account, AuthzStatus, CertificateVersion, Order, OrderStatus
 from certctl.storage import audit_log, inventory, issuance, nonces, orders
 from certctl.storage.db import Database
-from certctl.storage.schema import acme_orders, audit_events, managed_certificates
+from certctl.storage.schema import (
+    acme_authorizations,
+    acme_orders,
+    audit_events,
+    managed_certificates,
+)
 from tests.unit.storage.helpers import (
     NONCE_EXPIRES,
     NOW,
@@ -115,6 +120,64 @@ def test_concurrent_claims_let_exactly_one_win(db: Database) -> None:
     assert all(spent for spent, _ in results)
     assert [claimed for _, claimed in results].count(True) == 1
     assert _state(db, order)[::2] == (OrderStatus.PROCESSING, 1)
+
+
+def _set_authzs(conn: Connection, order: Order, **values: Any) -> None:
+    conn.execute(
+        update(acme_authorizations)
+        .where(acme_authorizations.c.order_id == order.id)
+        .values(**values)
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"status": AuthzStatus.DEACTIVATED.value}, id="authz-deactivated"),
+        pytest.param({"status": AuthzStatus.INVALID.value}, id="authz-invalid"),
+        pytest.param({"status": AuthzStatus.PENDING.value}, id="authz-pending"),
+        pytest.param({"expires_at": NOW}, id="authz-expired"),
+    ],
+)
+def test_claim_of_an_order_no_longer_ready_spends_the_nonce_only(
+    db: Database, change: dict[str, Any]
+) -> None:
+    """RFC 8555 §7.1.6: the claim is granted only to an order ready when it runs, not as
+    the finalize's earlier read saw it (CAA lookups come between)."""
+    account, order = _setup(db)
+    with db.write() as conn:
+        _set_authzs(conn, order, **change)
+    assert _claim(db, order, spend_of(account, "n-late")) == (True, False)
+    assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+    assert nonce_spent(db, "n-late")
+
+
+def test_claim_of_an_expired_order_claims_nothing(db: Database) -> None:
+    _, order = _setup(db)
+    with db.write() as conn:
+        conn.execute(update(acme_orders).where(acme_orders.c.id == order.id).values(expires_at=NOW))
+    assert _claim(db, order, None) == (True, False)
+    assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+
+
+@pytest.mark.postgres
+def test_a_claim_waits_for_a_deactivation_in_flight_and_then_refuses(postgres_url: str) -> None:
+    """READ COMMITTED: the claim's snapshot is taken before the deactivation commits; the
+    claim must still see it (FOR SHARE), or the order would be issued for an authorization
+    its client had deactivated."""
+    db = Database(postgres_url)
+    db.migrate()
+    try:
+        _, order = _setup(db)
+        with ThreadPoolExecutor(1) as pool, db.write() as conn:
+            _set_authzs(conn, order, status=AuthzStatus.DEACTIVATED.value)
+            claim = pool.submit(_claim, db, order, None)
+            with pytest.raises(TimeoutError):
+                claim.result(timeout=1.0)  # waiting for the deactivation's row lock
+        assert claim.result(timeout=30) == (True, False)
+        assert _state(db, order) == (OrderStatus.PENDING, None, 0)
+    finally:
+        db.dispose()
 
 
 def _record(db: Database, order: Order, version: CertificateVersion) -> bool:
