@@ -98,6 +98,24 @@ def test_csr_with_an_account_key_is_bad_csr(wire: Wire, ec_wire: Wire) -> None:
         assert _status(wire, account, order_url) == "ready"
 
 
+@pytest.mark.parametrize("name", ["root-ca.pem", "issuing-ca-1.pem"])
+def test_csr_with_a_ca_key_is_refused_and_the_order_stays_ready(
+    served: ServedCertctl, wire: Wire, name: str
+) -> None:
+    """Refused with the other checks of client input, before the order is claimed: it
+    stays ready, and no serial is spent on it. (The root's key was not refused at all.)"""
+    pem = (served.data_dir / "ca" / "keys" / name).read_bytes()
+    ca_key = Key(serialization.load_pem_private_key(pem, password=None))  # type: ignore[arg-type]
+    account = wire.new_account()
+    order_url, order = wire.ready_order(account, "cakey.example.test")
+    response = wire.finalize(account, order, csr_der(ca_key, ["cakey.example.test"]))
+    doc = assert_problem(response, 400, "badPublicKey", wire.directory_url)
+    assert "CA" in doc["detail"]
+    assert _status(wire, account, order_url) == "ready"
+    allowed = wire.finalize(account, order, csr_der(Key.ec256(), ["cakey.example.test"]))
+    assert allowed.status_code == 200, allowed.text
+
+
 def test_csr_key_not_allowed_by_profile_is_bad_csr(ec_wire: Wire) -> None:
     account = ec_wire.new_account()
     order_url, order = ec_wire.ready_order(account, "ec.example.test")

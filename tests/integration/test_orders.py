@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from tests.integration.acme_lib import acme_client
+from tests.integration.cli import create_profile
 from tests.integration.wire import (
     Account,
     Key,
@@ -218,6 +221,56 @@ def test_validity_outside_the_profile_is_malformed(
     assert_problem(response, 400, "malformed", wire.directory_url)
     # Refused, not quietly shortened: no order exists.
     assert _orders(wire, account) == []
+
+
+LONG_LIVED = "long-lived"
+
+
+@pytest.fixture(scope="module")
+def long_wire(served: ServedCertctl) -> Iterator[Wire]:
+    """A profile whose maximum lifetime (10 years) is longer than its issuer's."""
+    create_profile(served, LONG_LIVED, "--max-validity-days", "3650")
+    client = Wire(served, f"/acme/profile/{LONG_LIVED}/directory")
+    yield client
+    client.close()
+
+
+def test_a_leaf_of_a_profile_longer_than_its_issuer_ends_with_the_issuer(long_wire: Wire) -> None:
+    """No leaf outlives its issuer (RFC 5280 §6.1.3); asking for nothing, the client gets
+    the longest it can. (This was a 500 and an invalid order.)"""
+    account = long_wire.new_account()
+    _, order = long_wire.ready_order(account, "long.example.test")
+    _, valid, _ = _finalize(long_wire, account, order, "long.example.test")
+    chain = x509.load_pem_x509_certificates(
+        long_wire.as_account(account, valid["certificate"]).content
+    )
+    leaf, issuer = chain[0], chain[1]
+    assert leaf.not_valid_after_utc == issuer.not_valid_after_utc
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc < timedelta(days=3650)
+
+
+def test_a_requested_validity_past_the_issuers_end_is_malformed(long_wire: Wire) -> None:
+    account = long_wire.new_account()
+    not_after = _whole_seconds(datetime.now(UTC)) + timedelta(days=3600)
+    response = long_wire.new_order(account, "longer.example.test", notAfter=_rfc3339(not_after))
+    doc = assert_problem(response, 400, "malformed", long_wire.directory_url)
+    assert "issuing CA" in doc["detail"]
+    assert _orders(long_wire, account) == []
+
+
+def test_finalize_once_the_requested_not_after_has_passed_is_malformed(wire: Wire) -> None:
+    """The certificate could only be born expired: refused before anything is claimed or
+    signed (this was a 500 that left the order invalid)."""
+    account = wire.new_account()
+    not_after = _whole_seconds(datetime.now(UTC)) + timedelta(seconds=2)
+    response = wire.new_order(account, "lapsed.example.test", notAfter=_rfc3339(not_after))
+    assert response.status_code == 201, response.text
+    order_url, order = response.headers["Location"], response.json()
+    time.sleep(max((not_after - datetime.now(UTC)).total_seconds(), 0) + 0.5)
+    lapsed = wire.finalize(account, order, csr_der(Key.ec256(), ["lapsed.example.test"]))
+    doc = assert_problem(lapsed, 400, "malformed", wire.directory_url)
+    assert "notAfter has passed" in doc["detail"]
+    assert wire.as_account(account, order_url).json()["status"] == "ready"
 
 
 def test_requested_validity_with_an_offset_is_honoured(wire: Wire) -> None:

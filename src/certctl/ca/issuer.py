@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -92,7 +93,17 @@ def _check_key_strength(public_key: CertificatePublicKeyTypes) -> None:
 class Issuer:
     """One issuing CA certificate and its key. Immutable after construction."""
 
-    __slots__ = ("_key", "_spki", "aki", "cert_pem", "certificate", "chain_pem", "id", "ski")
+    __slots__ = (
+        "_key",
+        "_spki",
+        "aki",
+        "cert_pem",
+        "certificate",
+        "chain_pem",
+        "id",
+        "not_after",
+        "ski",
+    )
 
     def __init__(self, certificate: x509.Certificate, key: PrivateKey, root_pem: str) -> None:
         self._spki = spki(key.public_key())
@@ -106,6 +117,9 @@ class Issuer:
         self.chain_pem = self.cert_pem + root_pem
         self.ski = subject_key_identifier(certificate).digest
         self.aki = _authority_key_id(certificate)
+        # No leaf it signs may outlive it (RFC 5280 §6.1.3: a path is valid only while
+        # every certificate on it is).
+        self.not_after = certificate.not_valid_after_utc
 
     def __repr__(self) -> str:
         return f"Issuer(id={self.id!r}, subject={self.certificate.subject.rfc4514_string()!r})"
@@ -163,7 +177,7 @@ class LocalCA:
     without them keeps its responders in memory only.
     """
 
-    __slots__ = ("_issuers", "ca_dir", "key_backend", "root", "root_pem")
+    __slots__ = ("_issuers", "ca_dir", "ca_key_digests", "key_backend", "root", "root_pem")
 
     def __init__(
         self,
@@ -181,6 +195,13 @@ class LocalCA:
         if not by_id:
             raise ValueError("a CA needs at least one issuer")
         self._issuers: Mapping[str, Issuer] = MappingProxyType(by_id)
+        # Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo of the root's and every
+        # issuer's key: a subscriber's key must be none of them (checked before a
+        # finalize claims its order, so the refusal leaves the order ready).
+        self.ca_key_digests = frozenset(
+            hashlib.sha256(spki(cert.public_key())).hexdigest()
+            for cert in (root, *(issuer.certificate for issuer in by_id.values()))
+        )
 
     def __repr__(self) -> str:
         return f"LocalCA(root={self.root.subject.rfc4514_string()!r}, issuers={list(self.issuers)})"

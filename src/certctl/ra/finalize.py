@@ -12,7 +12,7 @@ import ipaddress
 import json
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -25,10 +25,10 @@ from sqlalchemy import Connection
 from certctl.acme.b64 import b64url_decode
 from certctl.acme.jwk import spki_sha256
 from certctl.acme.problems import problem_document
-from certctl.ca import IssuedCertificate, IssueRequest, LocalCA, csr_signature_valid
+from certctl.ca import IssuedCertificate, Issuer, IssueRequest, LocalCA, csr_signature_valid
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
 from certctl.domain.identifiers import identifier_set
-from certctl.domain.model import Account, CertificateVersion, OrderStatus, Profile
+from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus, Profile
 from certctl.domain.serials import canonical_serial, new_serial
 from certctl.policy.keys import check_subscriber_key
 from certctl.ra.challenges import Validator, check_caa_at_finalize
@@ -131,8 +131,10 @@ def finalize(
         if isinstance(loaded, AcmeError):
             raise loaded
         csr = verified_csr(loaded)
-        key = known[0] if known is not None else csr.public_key()
-        _check_csr(conn, profile, view, csr, key, refusals)
+        if known is None:  # the signature verified, so the key parses
+            public_key = csr.public_key()
+            known = public_key, spki_sha256(public_key)
+        _check_csr(conn, ca, profile, view, csr, known, refusals)
         authzs = (
             [a for i in view.order.authz_ids if (a := order_store.get_authz(conn, i))]
             if profile.caa_check
@@ -140,8 +142,10 @@ def finalize(
         )
     if profile.caa_check:
         check_caa_at_finalize(ctx, validator, profile, account, authzs)
-    serial = new_serial()
     now = ctx.clock()
+    issuer = _issuer(ca, profile)
+    validity = leaf_validity(issuer, profile, view.order, now)
+    serial = new_serial()
     audit = audit_log.event(
         at=now,
         actor=actor_for(account.id),
@@ -163,8 +167,11 @@ def finalize(
         )
     settle_spent(unspent, spent)
     if not claimed:
-        raise AcmeError(ProblemType.ORDER_NOT_READY, "order is already being finalized")
-    issued = _sign(ctx, ca, profile, account, view, csr, serial)
+        raise AcmeError(
+            ProblemType.ORDER_NOT_READY,
+            "order is no longer ready: another finalize claimed it, or it changed meanwhile",
+        )
+    issued = _sign(ctx, issuer, profile, account, view, csr, serial, validity)
     return _record(ctx, profile, account, view, csr, issued)
 
 
@@ -184,17 +191,24 @@ def _csr_key(
 
 def _check_csr(
     conn: Connection,
+    ca: LocalCA,
     profile: Profile,
     view: OrderView,
     csr: x509.CertificateSigningRequest,
-    key: CertificatePublicKeyTypes,
+    known: tuple[CertificatePublicKeyTypes, str],
     refusals: tuple[bool, bool] | None,
 ) -> None:
-    """``key``: the CSR's; ``refusals``: its (blocked, an account's key) if read with the
-    order."""
+    """``known``: the CSR's key and its SPKI's SHA-256; ``refusals``: its (blocked, an
+    account's key) if read with the order."""
+    key, digest = known
     check_subscriber_key(profile, key)
+    if digest in ca.ca_key_digests:
+        # The root's or an issuer's key in a leaf: refused here, before the claim, like
+        # every other refusal of client input, so the order stays ready (the signer's
+        # own check, after the claim, stays as the last line).
+        raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "csr key is one of this CA's keys")
     if refusals is None:
-        refusals = revocations.key_refusals(conn, spki_sha256(key))
+        refusals = revocations.key_refusals(conn, digest)
     blocked, account_key = refusals
     if blocked:
         # RFC 8555 §7.6: a key revoked for keyCompromise is never certified again.
@@ -214,21 +228,47 @@ def _check_csr(
         )
 
 
+def _issuer(ca: LocalCA, profile: Profile) -> Issuer:
+    issuer = ca.issuers.get(profile.issuer_id)
+    if issuer is None:  # the profile names an issuer this CA does not hold: an operator's fix
+        raise AcmeError(
+            ProblemType.SERVER_INTERNAL, f"profile {profile.id!r} names an issuer not loaded"
+        )
+    return issuer
+
+
+def leaf_validity(
+    issuer: Issuer, profile: Profile, order: Order, now: datetime
+) -> tuple[datetime, datetime]:
+    """The leaf's (notBefore, notAfter): what the order asked for (RFC 8555 §7.4, checked
+    at newOrder), else from now for the profile's maximum, ending no later than the issuer
+    does. Refused (malformed, before the order is claimed, so nothing is spent on it) when
+    it would already have ended: an order whose requested notAfter has passed."""
+    not_before = order.not_before or now
+    not_after = order.not_after or min(
+        not_before + timedelta(days=profile.max_validity_days), issuer.not_after
+    )
+    if not_after <= max(not_before, now):
+        raise malformed(
+            f"the certificate would end ({not_after:%Y-%m-%dT%H:%M:%SZ}) before it starts;"
+            " its order's notAfter has passed or its issuer has expired"
+        )
+    return not_before, not_after
+
+
 def _sign(
     ctx: RAContext,
-    ca: LocalCA,
+    issuer: Issuer,
     profile: Profile,
     account: Account,
     view: OrderView,
     csr: x509.CertificateSigningRequest,
     serial: int,
+    validity: tuple[datetime, datetime],
 ) -> IssuedCertificate:
-    now = ctx.clock()
-    not_before = view.order.not_before or now
-    not_after = view.order.not_after or not_before + timedelta(days=profile.max_validity_days)
+    not_before, not_after = validity
     idents = view.order.identifiers
     try:
-        issuer = ca.issuers[profile.issuer_id]
         return issuer.issue(
             IssueRequest(
                 csr=csr,

@@ -75,9 +75,21 @@ def _parse_time(payload: dict[str, Any], name: str) -> datetime | None:
 
 
 def check_validity_request(
-    profile: Profile, not_before: datetime | None, not_after: datetime | None, now: datetime
+    profile: Profile,
+    not_before: datetime | None,
+    not_after: datetime | None,
+    now: datetime,
+    issuer_until: datetime | None = None,
 ) -> None:
-    """RFC 8555 §7.4: honour notBefore/notAfter exactly or refuse; never change them."""
+    """RFC 8555 §7.4: honour notBefore/notAfter exactly or refuse; never change them.
+    ``issuer_until``: the end of the profile's issuer, which no leaf may outlive."""
+    if issuer_until is not None:
+        for name, moment in (("notBefore", not_before), ("notAfter", not_after)):
+            if moment is not None and moment > issuer_until:
+                raise malformed(
+                    f"{name} is later than the issuing CA's own end, "
+                    f"{issuer_until:%Y-%m-%dT%H:%M:%SZ}"
+                )
     start = not_before or now
     max_validity = timedelta(days=profile.max_validity_days)
     if not_before is not None and not_before < now - NOT_BEFORE_SKEW:
@@ -101,9 +113,11 @@ def new_order(
     payload: dict[str, Any],
     limits: RateLimits | None = None,
     spend: PendingSpend | None = None,
+    issuer_until: datetime | None = None,
 ) -> OrderView:
     """``spend``: the request's nonce, spent in the insert's transaction (ra.replay), or
-    before any rate limit is consulted when one applies."""
+    before any rate limit is consulted when one applies. ``issuer_until``: the end of the
+    profile's issuer (``check_validity_request``)."""
     identifiers = parse_identifiers(
         payload.get("identifiers"), max_count=profile.identifier_policy.max_identifiers
     )
@@ -112,7 +126,7 @@ def new_order(
     _check_eab_names(ctx, account, identifiers, profile.id)
     now = ctx.clock()
     not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
-    check_validity_request(profile, not_before, not_after, now)
+    check_validity_request(profile, not_before, not_after, now, issuer_until)
     _check_profile_choice(profile, payload)
     replaced = ari.replaced_version(ctx, account, payload, identifiers)
     limits = limits or RateLimits.disabled()

@@ -173,7 +173,9 @@ class RegistrationAuthority:
         payload: dict[str, Any],
         spend: replay.PendingSpend | None = None,
     ) -> OrderView:
-        return orders.new_order(self.ctx, profile, account, payload, self.limits, spend)
+        issuer = self.ca.issuers.get(profile.issuer_id)
+        until = issuer.not_after if issuer is not None else None
+        return orders.new_order(self.ctx, profile, account, payload, self.limits, spend, until)
 
     def order(
         self, account: Account, order_id: str, spend: replay.PendingSpend | None = None
