@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 from certctl.domain.errors import AcmeError, ProblemType, Subproblem, malformed
 from certctl.domain.model import Identifier
 
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # fullmatch: no trailing \n
 MAX_NAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 
@@ -40,17 +41,37 @@ def dns_name_problem(value: str) -> str | None:
             return "wildcard only allowed as the whole leftmost label"
         if len(label) > MAX_LABEL_LENGTH:
             return "label longer than 63 octets"
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             return f"label {label[:63]!r} is not letters, digits and inner hyphens"
         if label[2:4] == "--" and not label.startswith("xn--"):
             return f"label {label!r} has hyphens in positions 3-4 (reserved, RFC 5891 §4.2.3.1)"
+        if label.startswith("xn--") and not _is_a_label(label):
+            return f"label {label!r} is not a valid IDNA A-label (RFC 5890 §2.3.2.1)"
     if labels[-1].isdigit():
         return "top-level label must not be all digits"
     return None
 
 
+def _is_a_label(label: str) -> bool:
+    """Whether an ``xn--`` label is Punycode (RFC 3492) of a name with a non-ASCII
+    character, none of them a control, format, unassigned or space character, that encodes
+    back to the same label: the part of RFC 5891 §5.4's A-label test that needs no IDNA
+    tables (the rest is for the name's owner to get right)."""
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return False
+    return (
+        not decoded.isascii()
+        and not any(unicodedata.category(c)[0] in "CZ" for c in decoded)
+        and "xn--" + decoded.encode("punycode").decode("ascii") == label
+    )
+
+
 def normalise_dns(value: str) -> str:
-    return value.strip().lower() if value.isascii() else value
+    # Lower case only (RFC 4343): whitespace, a trailing newline included, is refused by
+    # the label syntax, never trimmed into a different name.
+    return value.lower() if value.isascii() else value
 
 
 def parse_identifiers(raw: object, *, max_count: int = 100) -> tuple[Identifier, ...]:

@@ -29,9 +29,10 @@ def refused(raw: object) -> AcmeError:
 # --- normalisation -------------------------------------------------------------------
 
 
-def test_names_are_lower_cased_and_trimmed() -> None:
+def test_names_are_lower_cased_and_never_trimmed() -> None:
+    # A name with whitespace is refused (see REJECTED), not trimmed into another name.
     assert normalise_dns("WWW.Example.COM") == "www.example.com"
-    assert normalise_dns("  example.com ") == "example.com"
+    assert normalise_dns("  example.com ") == "  example.com "
     assert parse_identifiers([dns("WWW.Example.COM")]) == (Identifier("dns", "www.example.com"),)
 
 
@@ -113,6 +114,14 @@ REJECTED: list[tuple[str, str]] = [
     ("a_b.example", "letters, digits"),
     ("a b.example", "letters, digits"),
     ("exa!mple.com", "letters, digits"),
+    # Whitespace around a name, a trailing newline included ("$" would match before it).
+    ("example.com\n", "letters, digits"),
+    ("\t example.com ", "letters, digits"),
+    (" example.com", "letters, digits"),
+    # An xn-- label must be Punycode of a name with a non-ASCII character, round-tripping.
+    ("xn--zzzz.example", "A-label"),
+    ("xn--bcher-kva9.example", "A-label"),
+    ("xn--abc.example", "A-label"),
 ]
 
 
