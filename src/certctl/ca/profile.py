@@ -118,12 +118,12 @@ def whole_seconds(moment: datetime) -> datetime:
 
 
 def leaf_subject(dns_names: tuple[str, ...]) -> x509.Name:
-    """CN = the first DNS name when it fits (clients and openssl still like a CN), else empty.
-
-    RFC 5280 §4.1.2.6 allows an empty subject when the identity is in a critical SAN.
-    """
-    if dns_names and len(dns_names[0]) <= MAX_COMMON_NAME:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
+    """CN = the first DNS name that fits in one (clients and openssl still like a CN), else
+    empty: RFC 5280 §4.1.2.6 allows an empty subject when the identity is in a critical
+    SAN. Every name is in the SAN either way (CA/B BR §7.1.4.3: a CN repeats one of them)."""
+    fitting = next((name for name in dns_names if len(name) <= MAX_COMMON_NAME), None)
+    if fitting is not None:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fitting)])
     return x509.Name([])
 
 

@@ -117,9 +117,17 @@ def test_san_equals_the_requested_names(local_ca: LocalCA) -> None:
     assert [cn.value for cn in cns] == ["a.example"]
 
 
-def test_long_first_name_gives_empty_subject_and_critical_san(local_ca: LocalCA) -> None:
+def test_the_cn_is_the_first_name_that_fits_in_one(local_ca: LocalCA) -> None:
     long_name = "x" * 60 + ".example"
     issued = local_ca.default_issuer.issue(make_request(dns_names=(long_name, "short.example")))
+    cns = issued.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert [cn.value for cn in cns] == ["short.example"]
+    assert not _ext(issued.certificate, x509.SubjectAlternativeName).critical
+
+
+def test_only_long_names_give_empty_subject_and_critical_san(local_ca: LocalCA) -> None:
+    names = ("x" * 60 + ".example", "y" * 60 + ".example")
+    issued = local_ca.default_issuer.issue(make_request(dns_names=names))
     assert len(issued.certificate.subject) == 0
     assert _ext(issued.certificate, x509.SubjectAlternativeName).critical
 
