@@ -4,11 +4,13 @@ usable without its private key) and must now get the right refusal."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 
-from tests.integration.wire import Wire, assert_problem
+from tests.integration.wire import Key, Wire, assert_problem, b64
 
 # An unterminated string of escaped quotes past the bracket count: the old depth scan
 # spent 14 s of CPU, holding the GIL, on this 64 KiB body.
@@ -33,3 +35,31 @@ def test_hostile_json_is_refused_at_once(wire: Wire, body: bytes, detail: str) -
     assert took < 1.0, f"the server spent {took:.1f} s on a {len(body)}-octet body"
     # ... and it still answers.
     assert wire.http.get(wire.directory_url).status_code == 200
+
+
+def _binding(wire: Wire, key: Key, **header: Any) -> dict[str, str]:
+    """An external account binding with ``header`` changed; its MAC is never reached."""
+    protected = {"alg": "HS256", "kid": "kid-probe", "url": wire["newAccount"]} | header
+    return {
+        "protected": b64(json.dumps(protected).encode()),
+        "payload": b64(json.dumps(key.jwk).encode()),
+        "signature": b64(b"\0" * 32),
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        pytest.param({"alg": ["HS256"]}, "badSignatureAlgorithm", id="alg-array"),
+        pytest.param({"alg": {"HS256": 1}}, "badSignatureAlgorithm", id="alg-object"),
+        pytest.param({"kid": ["kid-probe"]}, "malformed", id="kid-array"),
+        pytest.param({"url": {"u": 1}}, "malformed", id="url-object"),
+    ],
+)
+def test_binding_header_of_the_wrong_type_is_a_problem_not_a_500(
+    wire: Wire, header: dict[str, Any], problem: str
+) -> None:
+    key = Key.ec256()
+    body = {"termsOfServiceAgreed": True, "externalAccountBinding": _binding(wire, key, **header)}
+    response = wire.signed(key, wire["newAccount"], body)
+    assert_problem(response, 400, problem, wire.directory_url)

@@ -43,8 +43,10 @@ def parse_binding(binding: object, *, account_jwk: PublicJWK, url: str) -> Parse
         raise malformed("externalAccountBinding members must be strings")
     protected_b64, payload_b64, signature_b64 = parts
     header = strict_json_object(b64url_decode(protected_b64), "EAB protected header")
-    alg, kid = header.get("alg"), header.get("kid")
-    if alg not in MAC_ALGS:
+    alg, kid, header_url = header.get("alg"), header.get("kid"), header.get("url")
+    # Type before value: a JSON array or object as "alg" is unhashable (a 500 once), and
+    # a non-string "alg" is badSignatureAlgorithm, as in the outer JWS (certctl.acme.jws).
+    if not isinstance(alg, str) or alg not in MAC_ALGS:
         raise AcmeError(
             ProblemType.BAD_SIGNATURE_ALGORITHM, "externalAccountBinding must use HS256/384/512"
         )
@@ -52,13 +54,15 @@ def parse_binding(binding: object, *, account_jwk: PublicJWK, url: str) -> Parse
         raise malformed("externalAccountBinding needs a kid")
     if "nonce" in header:
         raise malformed("externalAccountBinding must not carry a nonce (RFC 8555 §7.3.4)")
-    if header.get("url") != url:
+    if not isinstance(header_url, str) or not header_url:
+        raise malformed("externalAccountBinding needs a url string (RFC 8555 §7.3.4)")
+    if header_url != url:
         raise unauthorized("externalAccountBinding url must be the newAccount URL")
     inner_key = PublicJWK.from_dict(strict_json_object(b64url_decode(payload_b64), "EAB payload"))
     if inner_key.thumbprint != account_jwk.thumbprint:
         raise unauthorized("externalAccountBinding payload must be the account key")
     return ParsedBinding(
-        alg=str(alg),
+        alg=alg,
         kid=kid,
         signing_input=f"{protected_b64}.{payload_b64}".encode(),
         mac=b64url_decode(signature_b64),
