@@ -149,7 +149,10 @@ def resolve(path: str, default_profile: str) -> tuple[str, str, Route | None, di
         prefix, profile_id, rest = "/acme", default_profile, path[len(PREFIX) :]
     parts = tuple(rest.split("/"))
     route = _TABLE.get(parts)
-    if route is not None:
+    # Only a route without a parameter matches as it stands: a literal "*" segment is the
+    # table's placeholder, not an id, and is matched below as the id "*" (which names
+    # nothing, like any other unknown id).
+    if route is not None and route.param is None:
         return prefix, profile_id, route, {}
     if len(parts) in (2, 3) and parts[1]:
         route = _TABLE.get((parts[0], "*", *parts[2:]))
