@@ -63,3 +63,21 @@ def test_binding_header_of_the_wrong_type_is_a_problem_not_a_500(
     body = {"termsOfServiceAgreed": True, "externalAccountBinding": _binding(wire, key, **header)}
     response = wire.signed(key, wire["newAccount"], body)
     assert_problem(response, 400, problem, wire.directory_url)
+
+
+@pytest.mark.parametrize("contact", ["mailto:a@b.com\n", "mailto:a@b.com\r\n"])
+def test_contact_with_a_trailing_newline_is_invalid_and_not_stored(
+    wire: Wire, contact: str
+) -> None:
+    key = Key.ec256()
+    response = wire.signed(
+        key, wire["newAccount"], {"termsOfServiceAgreed": True, "contact": [contact]}
+    )
+    assert_problem(response, 400, "invalidContact", wire.directory_url)
+    response = wire.signed(key, wire["newAccount"], {"onlyReturnExisting": True})
+    assert_problem(response, 400, "accountDoesNotExist", wire.directory_url)
+    # Nor through an update of an existing account (RFC 8555 §7.3.2).
+    account = wire.new_account(contact=["mailto:a@b.com"])
+    response = wire.as_account(account, account.url, {"contact": [contact]})
+    assert_problem(response, 400, "invalidContact", wire.directory_url)
+    assert wire.as_account(account, account.url).json()["contact"] == ["mailto:a@b.com"]

@@ -26,8 +26,9 @@ from certctl.storage import orders as order_store
 
 MAX_CONTACTS = 10
 # A deliberately plain addr-spec: one address, no display name, no hfields (RFC 6068 §2).
+# Used with fullmatch: "$" would also match before a final newline ("mailto:a@b.com\n").
 _EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+    r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
 )
 
 
@@ -42,7 +43,7 @@ def parse_contacts(raw: object) -> tuple[str, ...]:
         scheme, _, address = item.partition(":")
         if scheme.lower() != "mailto":
             raise AcmeError(ProblemType.UNSUPPORTED_CONTACT, "only mailto: contacts are supported")
-        if not _EMAIL.match(address) or ".." in address.partition("@")[2]:
+        if not _EMAIL.fullmatch(address) or ".." in address.partition("@")[2]:
             raise AcmeError(ProblemType.INVALID_CONTACT, f"{item[:100]!r} is not a mailto address")
         contacts.append(f"mailto:{address}")
     return tuple(contacts)
