@@ -79,6 +79,27 @@ def new_order(
     created_at: datetime = NOW,
     challenge_types: Sequence[str] = ("http-01",),
 ) -> Order:
+    """An order of ``names`` for ``account``, stored with its authorizations."""
+    order, authzs = build_order(
+        account,
+        names,
+        authz_status=authz_status,
+        created_at=created_at,
+        challenge_types=challenge_types,
+    )
+    orders.insert_order(conn, order, authzs)
+    return order
+
+
+def build_order(
+    account: Account,
+    names: Sequence[str] = ("a.example",),
+    *,
+    authz_status: AuthzStatus = AuthzStatus.VALID,
+    created_at: datetime = NOW,
+    challenge_types: Sequence[str] = ("http-01",),
+) -> tuple[Order, list[Authorization]]:
+    """An order of ``names`` for ``account`` and its authorizations, not stored."""
     order = Order(
         id="ord-" + secrets.token_hex(8),
         account_id=account.id,
@@ -112,8 +133,7 @@ def new_order(
                 challenges,
             )
         )
-    orders.insert_order(conn, order, authzs)
-    return order
+    return order, authzs
 
 
 def migrate_worker(url: str, barrier: Barrier, results: Any) -> None:
