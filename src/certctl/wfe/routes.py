@@ -26,7 +26,7 @@ from starlette.datastructures import URL
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from certctl.config import AcmeServerSettings
+from certctl.config import AcmeServerSettings, is_valid_profile_id
 from certctl.domain.errors import AcmeError, ProblemType, not_found
 from certctl.domain.model import Profile
 from certctl.observability.metrics import Metrics
@@ -134,15 +134,26 @@ for _suffix, _op, _methods in ROUTES:
     _TABLE[_parts] = Route(_op, _methods, _param)
 
 
+def _is_profile_id(text: str) -> bool:
+    """``text`` has the syntax of every profile id (config.is_valid_profile_id, which
+    ra.profiles checks when one is made). Its ``$`` also matches before a final newline,
+    which a path can carry (%0A) and a header field cannot: that is refused here."""
+    return is_valid_profile_id(text) and not text.endswith("\n")
+
+
 def resolve(path: str, default_profile: str) -> tuple[str, str, Route | None, dict[str, str]]:
     """(URL prefix, profile id, route or None for unknown, path params) of an ACME path.
 
     Path parameters match one non-empty segment, as the route table's ``{name}`` says.
+    A profile segment that is no profile id keeps the shorthand's prefix: the prefix goes
+    into every answer's ``Link`` (RFC 8555 §7.1), and a segment is any decoded text (CR,
+    LF, NUL, non-Latin-1, or ``>;rel=...`` to inject link parameters). Such a profile id
+    names no profile (``run``).
     """
     if path.startswith(PROFILE_PREFIX):
         profile_id, _, rest = path[len(PROFILE_PREFIX) :].partition("/")
         if profile_id:
-            prefix = PROFILE_PREFIX + profile_id
+            prefix = PROFILE_PREFIX + profile_id if _is_profile_id(profile_id) else "/acme"
         else:  # "/acme/profile//x": no profile named; an unknown path of the shorthand
             prefix, profile_id, rest = "/acme", default_profile, ""
     else:
@@ -357,7 +368,7 @@ def run_held(
 def run(state: WfeState, handler: h.Handler, request: Request, profile: Profile | None) -> Response:
     """The handler's answer; ``profile`` when the caller has it, else read (or cached)."""
     if profile is None:
-        profile = state.ra.acme_profile(request.profile_id)
+        profile = _profile(state, request.profile_id)
     call = h.Call(
         ra=state.ra,
         settings=state.settings,
@@ -374,3 +385,12 @@ def run(state: WfeState, handler: h.Handler, request: Request, profile: Profile 
         client_address=request.client_address,
     )
     return handler(call)
+
+
+def _profile(state: WfeState, profile_id: str) -> Profile:
+    """The request's profile (RegistrationAuthority.acme_profile). An id no profile can
+    have is answered as an unknown one is (ra.profiles.get_profile) without asking the
+    store: PostgreSQL refuses a NUL in text, which would be a 500."""
+    if not _is_profile_id(profile_id):
+        raise not_found(f"no profile {profile_id[:64]!r}")
+    return state.ra.acme_profile(profile_id)
