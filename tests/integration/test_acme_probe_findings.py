@@ -81,3 +81,18 @@ def test_contact_with_a_trailing_newline_is_invalid_and_not_stored(
     response = wire.as_account(account, account.url, {"contact": [contact]})
     assert_problem(response, 400, "invalidContact", wire.directory_url)
     assert wire.as_account(account, account.url).json()["contact"] == ["mailto:a@b.com"]
+
+
+def test_ed25519_identity_key_is_a_bad_public_key(wire: Wire) -> None:
+    # The identity point verifies R = identity, S = 0 for every message: an account with
+    # this key would be anyone's. Before the fix this created the account (201).
+    identity = b"\x01" + b"\x00" * 31
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64(identity)}
+    header = {"alg": "EdDSA", "jwk": jwk, "nonce": wire.nonce(), "url": wire["newAccount"]}
+    jws = {
+        "protected": b64(json.dumps(header).encode()),
+        "payload": b64(json.dumps({"termsOfServiceAgreed": True}).encode()),
+        "signature": b64(identity + b"\x00" * 32),
+    }
+    response = wire.post(wire["newAccount"], jws)
+    assert_problem(response, 400, "badPublicKey", wire.directory_url)
