@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from certctl.acme.b64 import b64url_decode, b64url_encode
+from certctl.domain.ed25519 import ed25519_small_order
 from certctl.domain.errors import AcmeError, ProblemType
 
 AccountPublicKey: TypeAlias = (
@@ -42,41 +43,6 @@ _EC_CURVES: Final[dict[str, tuple[ec.EllipticCurve, int]]] = {
 }
 _EC_CURVE_NAMES: Final[dict[str, str]] = {curve.name: crv for crv, (curve, _) in _EC_CURVES.items()}
 _ED25519_KEY_LEN: Final = 32
-# edwards25519 (RFC 8032 §5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p).
-_ED25519_P: Final = 2**255 - 19
-_ED25519_D: Final = -121665 * pow(121666, -1, _ED25519_P) % _ED25519_P
-_ED25519_Y_MASK: Final = (1 << 255) - 1  # RFC 8032 §5.1.2: bit 255 is the sign of x
-
-
-def _square_roots(a: int) -> tuple[int, ...]:
-    """The square roots of ``a`` in GF(p), r and p - r, or none (as in RFC 8032 §5.1.3)."""
-    p = _ED25519_P
-    root = pow(a, (p + 3) // 8, p)
-    if (root * root - a) % p:
-        root = root * pow(2, (p - 1) // 4, p) % p  # times a square root of -1
-    return (root, p - root) if (root * root - a) % p == 0 else ()
-
-
-def _small_order_ys() -> frozenset[int]:
-    """The y coordinates of the 8 points of order dividing 8 (the curve's cofactor).
-
-    (0, 1) has order 1, (0, -1) order 2, the two points with y = 0 order 4. A point of
-    order 8 doubles to one of the latter: y(2P) = (y^2 + x^2) / (1 - d x^2 y^2) = 0, so
-    x^2 = -y^2, and the curve equation turns into d y^4 + 2 y^2 - 1 = 0, whose roots are
-    y^2 = (-1 +- sqrt(1 + d)) / d (one of the two is a square: two y, four points).
-    """
-    p, d = _ED25519_P, _ED25519_D
-    ys = {0, 1, p - 1}
-    for root in _square_roots(1 + d):
-        ys.update(_square_roots((root - 1) * pow(d, -1, p)))
-    return frozenset(ys)
-
-
-# A public key A of small order lets anyone sign for it: with R the identity and S = 0,
-# the check [S]B = R + [k]A holds whenever [k]A is the identity, for every message when A
-# is the identity, for one in 8 when A has order 8. Matched on y mod p, so that the
-# non-canonical encodings of these points (y + p; the sign bit on x = 0) are refused too.
-_ED25519_SMALL_ORDER_YS: Final = _small_order_ys()
 
 
 def _small_primes_product(limit: int) -> int:
@@ -191,8 +157,7 @@ def _parse_okp(obj: Mapping[str, object]) -> AccountPublicKey:
     x = _octets_member(obj, "x")
     if len(x) != _ED25519_KEY_LEN:
         raise _bad_key("Ed25519 public key must be 32 octets")
-    y = int.from_bytes(x, "little") & _ED25519_Y_MASK
-    if y % _ED25519_P in _ED25519_SMALL_ORDER_YS:
+    if ed25519_small_order(x):
         raise _bad_key("Ed25519 public key is a point of small order")
     try:
         return ed25519.Ed25519PublicKey.from_public_bytes(x)

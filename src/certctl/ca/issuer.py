@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from certctl.ca.keys import KeyBackend, PrivateKey, signature_hash
 from certctl.ca.lint import lint_leaf, spki
 from certctl.ca.profile import IssuedCertificate, IssueRequest, build_leaf, key_info
+from certctl.domain.ed25519 import ed25519_small_order
 from certctl.domain.errors import AcmeError, ProblemType
 from certctl.domain.serials import canonical_serial
 
@@ -88,6 +89,11 @@ def _check_key_strength(public_key: CertificatePublicKeyTypes) -> None:
         return
     if not isinstance(public_key, ed25519.Ed25519PublicKey):
         raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "public key algorithm is not allowed")
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if ed25519_small_order(raw):
+        # Anyone can sign for such a key (R the identity, S = 0), its CSR's
+        # self-signature included: it proves possession of nothing.
+        raise AcmeError(ProblemType.BAD_PUBLIC_KEY, "Ed25519 key is a point of small order")
 
 
 class Issuer:

@@ -247,6 +247,34 @@ def test_ed25519_leaf(local_ca: LocalCA) -> None:
     assert (issued.key_algorithm, issued.key_size) == ("Ed25519", 256)
 
 
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV (X.690 §8.1), for content under 64 KiB."""
+    size = len(content)
+    length = bytes([size]) if size < 0x80 else bytes([0x82, size >> 8, size & 0xFF])
+    return bytes([tag]) + length + content
+
+
+def _forged_ed25519_csr(public: bytes) -> x509.CertificateSigningRequest:
+    """A CSR (RFC 2986) for the Ed25519 key ``public``, "signed" with R = the identity
+    point and S = 0, which verifies for a key of small order without any private key."""
+    ed25519_oid = _der(0x06, bytes([0x2B, 0x65, 0x70]))  # 1.3.101.112, RFC 8410 §3
+    algorithm = _der(0x30, ed25519_oid)
+    spki = _der(0x30, algorithm + _der(0x03, b"\x00" + public))
+    info = _der(0x30, _der(0x02, b"\x00") + _der(0x30, b"") + spki + _der(0xA0, b""))
+    signature = (b"\x01" + b"\x00" * 31) + b"\x00" * 32
+    return x509.load_der_x509_csr(_der(0x30, info + algorithm + _der(0x03, b"\x00" + signature)))
+
+
+def test_an_ed25519_key_of_small_order_is_bad_public_key(local_ca: LocalCA) -> None:
+    identity = b"\x01" + b"\x00" * 31  # the neutral point: order 1
+    csr = _forged_ed25519_csr(identity)
+    assert csr.is_signature_valid  # the forgery the check is for
+    with pytest.raises(AcmeError) as caught:
+        local_ca.default_issuer.issue(make_request(csr))
+    assert caught.value.type is ProblemType.BAD_PUBLIC_KEY
+    assert "small order" in caught.value.detail
+
+
 def test_csr_reusing_the_ca_key_is_rejected(local_ca: LocalCA, ca_dir: Path) -> None:
     issuer_key = FileKeyBackend(ca_dir / "ca" / "keys").load("issuing-ca-1")
     assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
