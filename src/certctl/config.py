@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from certctl.domain.model import AuthMode
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PROFILE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # fullmatch: "$" passes a final \n
 _INT = re.compile(r"^-?[0-9]+$", re.ASCII)
 _REDIS_URL = re.compile(r"^(?:rediss?://[^\s/]|unix:///?[^\s])\S*$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -327,7 +327,7 @@ def _acme_settings(get: _Getter, env: Mapping[str, str]) -> AcmeServerSettings:
         ) from None
     # Unlike the others, set-but-empty is meaningful here: no /acme shorthand at all.
     profile_id = env.get(prefix + "DEFAULT_PROFILE_ID", "default").strip()
-    if profile_id and not _PROFILE_ID.match(profile_id):
+    if profile_id and not _PROFILE_ID.fullmatch(profile_id):
         raise ConfigError(f"{prefix}DEFAULT_PROFILE_ID: {profile_id!r} is not a profile id")
     return AcmeServerSettings(
         enabled=_bool(prefix + "ENABLED", get(prefix + "ENABLED", "true")),
@@ -456,4 +456,4 @@ class _Getter(Protocol):
 
 
 def is_valid_profile_id(text: str) -> bool:
-    return bool(_PROFILE_ID.match(text))
+    return bool(_PROFILE_ID.fullmatch(text))

@@ -450,6 +450,8 @@ PROFILE_IDS = [
     ("_a", False),
     ("a.b", False),
     ("a" * 64, False),
+    ("abc\n", False),  # "$" would match before a final newline
+    ("abc\r\n", False),
 ]
 
 
