@@ -54,6 +54,12 @@ def parse_binding(binding: object, *, account_jwk: PublicJWK, url: str) -> Parse
         raise malformed("externalAccountBinding needs a kid")
     if "nonce" in header:
         raise malformed("externalAccountBinding must not carry a nonce (RFC 8555 §7.3.4)")
+    # As for the outer JWS (certctl.acme.jws): "b64": false would change the signing input
+    # (RFC 7797 §3), and a "crit" names extensions we do not understand (RFC 7515
+    # §4.1.11), so either is refused rather than ignored.
+    for member in ("b64", "crit"):
+        if member in header:
+            raise malformed(f'externalAccountBinding: "{member}" is not supported')
     if not isinstance(header_url, str) or not header_url:
         raise malformed("externalAccountBinding needs a url string (RFC 8555 §7.3.4)")
     if header_url != url:

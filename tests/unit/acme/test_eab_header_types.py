@@ -67,3 +67,11 @@ def test_url_of_another_value_is_unauthorized() -> None:
 def test_outer_members_of_another_type_are_malformed(member: str, value: object) -> None:
     binding: dict[str, object] = {**_binding(), member: value}
     assert _refused(binding) is ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "extra", [{"crit": ["exp"], "exp": 1}, {"crit": []}, {"b64": False}, {"b64": True}]
+)
+def test_crit_and_b64_are_refused_as_in_the_outer_jws(extra: dict[str, Any]) -> None:
+    """RFC 7515 §4.1.11, RFC 7797 §3: refused, not ignored (the MAC would still verify)."""
+    assert _refused(_binding(**extra)) is ProblemType.MALFORMED
