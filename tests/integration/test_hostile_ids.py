@@ -1,14 +1,18 @@
-"""Hostile ids in ACME paths, over real sockets on SQLite and PostgreSQL.
+"""Hostile ids in ACME paths, kids and payloads, over real sockets on SQLite and PostgreSQL.
 
-A hostile-input probe found two ways in: a literal ``*`` path segment (the route table's
-own placeholder) reached the handlers with no id at all (a KeyError, answered 500); and a
-profile segment that is no profile id was echoed into the ``Link`` header (a 500 for
-non-Latin-1, a connection dropped without an answer for CR, LF or NUL, injected link
-parameters for ``>;rel=...``). Each must now get the answer any unknown id gets.
+A hostile-input probe found three ways in: a literal ``*`` path segment (the route
+table's own placeholder) reached the handlers with no id at all (a KeyError, answered
+500); a profile segment that is no profile id was echoed into the ``Link`` header (a 500
+for non-Latin-1, a connection dropped without an answer for CR, LF or NUL, injected link
+parameters for ``>;rel=...``); and a NUL in an id reached PostgreSQL, which refuses NUL
+in text (a 500 where SQLite answered). Each must now get the answer any unknown id gets,
+and every other client-supplied string is shown refused before the database.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -64,6 +68,7 @@ KID_RESOURCES: list[tuple[str, Any]] = [
 HOSTILE_IDS = [
     pytest.param("*", "*", id="star"),
     pytest.param("*", "%2A", id="star-escaped"),
+    pytest.param("\x00", "%00", id="nul"),
 ]
 
 
@@ -165,3 +170,118 @@ def test_unknown_profile_answer_is_the_same(wire: Wire) -> None:
         response, 404, "malformed", wire.served.base_url + "/acme/profile/nope/directory"
     )
     assert doc["detail"] == "no profile 'nope'"
+
+
+# -- NUL in a kid (RFC 8555 §6.2) and in an EAB kid (§7.3.4) --------------------------------
+
+
+@pytest.mark.parametrize("tail", ["\x00", "acct-\x00", "*"])
+@pytest.mark.parametrize("operation", ["account", "newOrder"])
+def test_kid_outside_the_id_alphabet_names_no_account(
+    wire: Wire, account: Account, tail: str, operation: str
+) -> None:
+    """``operation``: the account URL (authenticate) or newOrder (deferred spend)."""
+    prefix = account.url.rsplit("/", 1)[0] + "/"
+    url = account.url if operation == "account" else wire[operation]
+    payload = (
+        None
+        if operation == "account"
+        else {"identifiers": [{"type": "dns", "value": "kid.example.test"}]}
+    )
+    expected = _answer(
+        wire.signed(account.key, url, payload, kid=prefix + "acct-" + UNKNOWN), wire.directory_url
+    )
+    assert expected[:2] == (400, URN + "accountDoesNotExist"), expected
+    for kid in (prefix + tail, account.url + tail):
+        got = wire.signed(account.key, url, payload, kid=kid)
+        assert _answer(got, wire.directory_url) == expected, kid
+
+
+def _binding(wire: Wire, key: Key, kid: str) -> dict[str, str]:
+    """An externalAccountBinding well-formed in every way (RFC 8555 §7.3.4); the MAC key
+    is made up: an unknown kid is refused before any MAC is checked."""
+    protected = b64(json.dumps({"alg": "HS256", "kid": kid, "url": wire["newAccount"]}).encode())
+    payload = b64(json.dumps(key.jwk).encode())
+    mac = hmac.new(b"k" * 32, f"{protected}.{payload}".encode(), hashlib.sha256).digest()
+    return {"protected": protected, "payload": payload, "signature": b64(mac)}
+
+
+@pytest.mark.parametrize("kid", ["kid-\x00", "\x00", "kid-*"])
+def test_eab_kid_outside_the_id_alphabet_is_an_unknown_kid(wire: Wire, kid: str) -> None:
+    def register(kid: str) -> httpx.Response:
+        key = Key.ec256()
+        binding = _binding(wire, key, kid)
+        body = {"termsOfServiceAgreed": True, "externalAccountBinding": binding}
+        return wire.signed(key, wire["newAccount"], body)
+
+    expected = _answer(register("kid-" + UNKNOWN), wire.directory_url)
+    assert expected == (
+        403,
+        URN + "unauthorized",
+        "unknown external account binding key id",
+    ), expected
+    assert _answer(register(kid), wire.directory_url) == expected
+
+
+# -- orders-list cursors (RFC 8555 §7.1.2.1) ----------------------------------------------
+
+
+@pytest.mark.parametrize("cursor", ["1.000000~%00", "1.000000~ord-%00", "%00~ord-x", "1.0~*"])
+def test_cursor_not_of_our_making_is_malformed(wire: Wire, account: Account, cursor: str) -> None:
+    orders = account.url + "/orders"
+    url = f"{orders}?cursor={cursor}"  # the JWS url is the request URL, query as sent
+    response = wire.signed(account.key, url, None, kid=account.url)
+    assert _answer(response, wire.directory_url) == (400, URN + "malformed", "bad orders cursor")
+
+
+# -- every other client string with a NUL is refused before the database -------------------
+
+
+def test_nul_in_a_new_account_contact_is_an_invalid_contact(wire: Wire) -> None:
+    body = {"termsOfServiceAgreed": True, "contact": ["mailto:a\x00@example.test"]}
+    response = wire.signed(Key.ec256(), wire["newAccount"], body)
+    assert _answer(response, wire.directory_url)[:2] == (400, URN + "invalidContact")
+
+
+def test_nul_in_an_updated_contact_is_an_invalid_contact(wire: Wire, account: Account) -> None:
+    response = wire.as_account(account, account.url, {"contact": ["mailto:a@x\x00.test"]})
+    assert _answer(response, wire.directory_url)[:2] == (400, URN + "invalidContact")
+
+
+@pytest.mark.parametrize(
+    ("identifier", "problem"),
+    [
+        ({"type": "dns", "value": "nul\x00.example.test"}, "rejectedIdentifier"),
+        ({"type": "dns\x00", "value": "nul.example.test"}, "unsupportedIdentifier"),
+        ({"type": "ip", "value": "192.0.2.1\x00"}, "rejectedIdentifier"),
+    ],
+)
+def test_nul_in_an_identifier_is_refused(
+    wire: Wire, account: Account, identifier: dict[str, str], problem: str
+) -> None:
+    response = wire.as_account(account, wire["newOrder"], {"identifiers": [identifier]})
+    assert _answer(response, wire.directory_url)[:2] == (400, URN + problem)
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"replaces": "\x00"}, "malformed"),
+        ({"replaces": "AAAA.\x00"}, "malformed"),
+        ({"profile": "\x00"}, "invalidProfile"),
+        ({"notBefore": "2030-01-01T00:00:00Z\x00"}, "malformed"),
+    ],
+)
+def test_nul_in_a_new_order_field_is_refused(
+    wire: Wire, account: Account, extra: dict[str, str], problem: str
+) -> None:
+    response = wire.new_order(account, "nul-fields.example.test", **extra)
+    assert _answer(response, wire.directory_url)[:2] == (400, URN + problem)
+
+
+@pytest.mark.parametrize("certificate", ["\x00", "MII\x00"])
+def test_nul_in_a_revoked_certificate_is_malformed(
+    wire: Wire, account: Account, certificate: str
+) -> None:
+    response = wire.as_account(account, wire["revokeCert"], {"certificate": certificate})
+    assert _answer(response, wire.directory_url)[:2] == (400, URN + "malformed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -19,6 +20,10 @@ from certctl.storage import eab as store
 from certctl.storage.eab import EabKey
 
 HMAC_KEY_BYTES = 32
+# Every kid is made by create_key: "kid-" and base64url. Text outside that alphabet names
+# no key, and is not asked of the store: PostgreSQL refuses a NUL in text (a 500 where
+# SQLite answers "unknown ... key id").
+_KID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def create_key(
@@ -103,8 +108,7 @@ def check_binding(
             )
         return None
     parsed = parse_binding(binding, account_jwk=jwk, url=url)
-    with ctx.db.read() as conn:
-        key = store.get(conn, parsed.kid)
+    key = _stored_key(ctx, parsed.kid)
     if key is None:
         raise unauthorized("unknown external account binding key id")
     verify_binding(parsed, key.hmac_key)  # MAC first: never reveal a kid's state unauthenticated
@@ -116,6 +120,13 @@ def check_binding(
     if not key.reusable and key.uses > 0:
         raise unauthorized("external account binding key has already been used")
     return key
+
+
+def _stored_key(ctx: RAContext, kid: str) -> EabKey | None:
+    if _KID.fullmatch(kid) is None:
+        return None
+    with ctx.db.read() as conn:
+        return store.get(conn, kid)
 
 
 def bind(conn: Connection, key: EabKey, now: datetime) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 
 from certctl.config import AcmeServerSettings
-from certctl.domain.errors import AcmeError, ProblemType, malformed, unauthorized
+from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found, unauthorized
 from certctl.domain.model import Authorization, Profile
 from certctl.observability.metrics import Metrics
 from certctl.ra import OrderView, RegistrationAuthority
@@ -26,7 +26,7 @@ from certctl.wfe.auth import (
     require_post_as_get,
 )
 from certctl.wfe.render import common_headers, json_response
-from certctl.wfe.urls import AcmeUrls
+from certctl.wfe.urls import AcmeUrls, is_issued_id
 
 PEM_CHAIN = "application/pem-certificate-chain"
 T = TypeVar("T")
@@ -123,6 +123,15 @@ def new_account(call: Call) -> Response:
     )
 
 
+def _path_id(call: Call, name: str, unknown: str) -> str:
+    """The path's ``name`` id. One that no id of ours can be (a NUL, "*", ...) is
+    answered as an unknown one (``unknown``: the RA's detail) without asking the store."""
+    value = call.params[name]
+    if not is_issued_id(value):
+        raise not_found(unknown)
+    return value
+
+
 def _own_account(call: Call, auth: Authenticated) -> None:
     assert auth.account is not None
     if auth.account.id != call.params["account_id"]:
@@ -149,7 +158,12 @@ def orders(call: Call) -> Response:
     require_post_as_get(auth)
     _own_account(call, auth)
     assert auth.account is not None
-    ids, cursor = call.ra.list_orders(auth.account, call.query.get("cursor"))
+    cursor = call.query.get("cursor")
+    # Our cursors end in an order id (ra.orders.list_orders): another one is not ours,
+    # and its id part must not reach the store's query (see is_issued_id).
+    if cursor and not is_issued_id(cursor.partition("~")[2]):
+        raise malformed("bad orders cursor")
+    ids, cursor = call.ra.list_orders(auth.account, cursor)
     links = {"next": f"{call.urls.orders(auth.account.id)}?cursor={cursor}"} if cursor else None
     return call.respond({"orders": [call.urls.order(i) for i in ids]}, links=links)
 
@@ -183,7 +197,8 @@ def order(call: Call) -> Response:
     def read(auth: Authenticated) -> OrderView:
         require_post_as_get(auth)
         assert auth.account is not None
-        return call.ra.order(auth.account, call.params["order_id"], auth.spend)
+        order_id = _path_id(call, "order_id", "no such order")
+        return call.ra.order(auth.account, order_id, auth.spend)
 
     _, view = call.deferred(read)
     return call.respond(
@@ -198,13 +213,9 @@ def finalize(call: Call) -> Response:
         assert auth.account is not None
         if auth.jws.is_post_as_get:
             raise malformed("finalize needs a payload with a csr")
-        return call.ra.finalize(
-            call.profile,
-            auth.account,
-            call.params["order_id"],
-            auth.jws.payload_json(),
-            auth.spend,
-        )
+        payload = auth.jws.payload_json()
+        order_id = _path_id(call, "order_id", "no such order")
+        return call.ra.finalize(call.profile, auth.account, order_id, payload, auth.spend)
 
     _, view = call.deferred(run)
     call.metrics.event("certificates_issued")
@@ -219,12 +230,14 @@ def authz(call: Call) -> Response:
     def run(auth: Authenticated) -> Authorization:
         assert auth.account is not None
         if auth.jws.is_post_as_get:
-            return call.ra.authz(auth.account, call.params["authz_id"], auth.spend)
+            authz_id = _path_id(call, "authz_id", "no such authorization")
+            return call.ra.authz(auth.account, authz_id, auth.spend)
         # RFC 8555 §7.5.2 deactivation: a change, so the nonce is spent before it.
         auth = auth.settle()
         assert auth.account is not None
         payload = auth.jws.payload_json()
-        return call.ra.update_authz(auth.account, call.params["authz_id"], payload)
+        authz_id = _path_id(call, "authz_id", "no such authorization")
+        return call.ra.update_authz(auth.account, authz_id, payload)
 
     _, found = call.deferred(run)
     return call.respond(
@@ -240,8 +253,9 @@ def challenge(call: Call) -> Response:
     # RFC 8555 §7.5.1: the client responds with an empty JSON object.
     if not auth.jws.is_post_as_get and auth.jws.payload_json():
         raise malformed("a challenge response is an empty JSON object")
+    challenge_id = _path_id(call, "challenge_id", "no such challenge")
     chall, parent = call.ra.respond_challenge(
-        auth.account, call.params["challenge_id"], poll=auth.jws.is_post_as_get
+        auth.account, challenge_id, poll=auth.jws.is_post_as_get
     )
     return call.respond(
         views.challenge(call.urls, chall),
@@ -254,7 +268,8 @@ def certificate(call: Call) -> Response:
     def read(auth: Authenticated) -> str:
         require_post_as_get(auth)
         assert auth.account is not None
-        return call.ra.certificate_chain(auth.account, call.params["cert_id"], auth.spend)
+        cert_id = _path_id(call, "cert_id", "no such certificate")
+        return call.ra.certificate_chain(auth.account, cert_id, auth.spend)
 
     _, chain = call.deferred(read)
     headers = common_headers(call.ra.new_nonce(), call.urls.directory())

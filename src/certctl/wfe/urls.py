@@ -6,9 +6,20 @@ kid is only accepted in exactly the form we issued under the same prefix (RFC 85
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from certctl.domain.errors import AcmeError, ProblemType
+
+# Every id this server hands out is a short prefix and base64url (ra.context.new_id, EAB
+# kids alike). Text outside that alphabet names nothing, and is answered so without
+# asking the store: PostgreSQL refuses a NUL in text (a 500 where SQLite says "no such").
+_ISSUED_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_issued_id(text: str) -> bool:
+    """``text`` could be an id this server made (it may still name nothing)."""
+    return _ISSUED_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -75,4 +86,7 @@ class AcmeUrls:
                 else ProblemType.UNAUTHORIZED,
                 "kid is not an account URL of this profile",
             )
+        if not is_issued_id(account_id):
+            # What the store's answer would be (ra.accounts), without asking it.
+            raise AcmeError(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no such account")
         return account_id
