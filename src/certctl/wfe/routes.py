@@ -134,13 +134,6 @@ for _suffix, _op, _methods in ROUTES:
     _TABLE[_parts] = Route(_op, _methods, _param)
 
 
-def _is_profile_id(text: str) -> bool:
-    """``text`` has the syntax of every profile id (config.is_valid_profile_id, which
-    ra.profiles checks when one is made). Its ``$`` also matches before a final newline,
-    which a path can carry (%0A) and a header field cannot: that is refused here."""
-    return is_valid_profile_id(text) and not text.endswith("\n")
-
-
 def resolve(path: str, default_profile: str) -> tuple[str, str, Route | None, dict[str, str]]:
     """(URL prefix, profile id, route or None for unknown, path params) of an ACME path.
 
@@ -153,7 +146,7 @@ def resolve(path: str, default_profile: str) -> tuple[str, str, Route | None, di
     if path.startswith(PROFILE_PREFIX):
         profile_id, _, rest = path[len(PROFILE_PREFIX) :].partition("/")
         if profile_id:
-            prefix = PROFILE_PREFIX + profile_id if _is_profile_id(profile_id) else "/acme"
+            prefix = PROFILE_PREFIX + profile_id if is_valid_profile_id(profile_id) else "/acme"
         else:  # "/acme/profile//x": no profile named; an unknown path of the shorthand
             prefix, profile_id, rest = "/acme", default_profile, ""
     else:
@@ -389,8 +382,9 @@ def run(state: WfeState, handler: h.Handler, request: Request, profile: Profile 
 
 def _profile(state: WfeState, profile_id: str) -> Profile:
     """The request's profile (RegistrationAuthority.acme_profile). An id no profile can
-    have is answered as an unknown one is (ra.profiles.get_profile) without asking the
-    store: PostgreSQL refuses a NUL in text, which would be a 500."""
-    if not _is_profile_id(profile_id):
+    have (ra.profiles checks the syntax when one is made) is answered as an unknown one
+    is (ra.profiles.get_profile) without asking the store: PostgreSQL refuses a NUL in
+    text, which would be a 500."""
+    if not is_valid_profile_id(profile_id):
         raise not_found(f"no profile {profile_id[:64]!r}")
     return state.ra.acme_profile(profile_id)
