@@ -189,7 +189,8 @@ class FrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if self.acme is not None and path.startswith(PREFIX):
+            # "/acme" itself too: a client that lost the slash gets a problem document.
+            if self.acme is not None and (path.startswith(PREFIX) or path == PREFIX[:-1]):
                 await self.acme(scope, receive, send)
                 return
             if path.startswith(OCSP_GET_PREFIX):

@@ -162,6 +162,16 @@ def test_profile_that_is_no_profile_id_is_an_unknown_profile(
     assert doc["detail"].startswith(detail), doc
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_acme_prefix_without_its_slash_is_a_problem_document(wire: Wire, method: str) -> None:
+    """Where a client's URL joining lost the slash: an ACME problem, not a plain 404."""
+    body = b'{"protected":"","payload":"","signature":""}' if method == "POST" else b""
+    response = _raw(wire, method, "/acme", body)
+    assert response.status == 404
+    assert response.header("content-type").startswith(PROBLEM)
+    assert json.loads(response.body)["type"] == URN + "malformed"
+
+
 def test_unknown_profile_answer_is_the_same(wire: Wire) -> None:
     """For reference: what the segments above answer is what a well-formed unknown id
     answers, index link aside."""
