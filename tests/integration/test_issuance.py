@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.acme_lib import PEM_CHAIN, acme_client
@@ -294,6 +295,23 @@ def test_cert_show_after_issuance(served: ServedCertctl, wire: Wire) -> None:
     # Any serial spelling finds the same version.
     colon_serial = ":".join(f"{b:02X}" for b in leaf.serial_number.to_bytes(20, "big"))
     assert cert_show(served, colon_serial)["id"] == shown["id"]
+
+
+def test_the_inventory_names_a_certificate_by_its_leafs_cn(
+    served: ServedCertctl, wire: Wire
+) -> None:
+    """The first name in order is too long for a CN (64 octets): the leaf's CN is the next
+    one, and the inventory says the same."""
+    long_name, short_name = "a" * 60 + ".cn.example.test", "z.cn.example.test"
+    account = wire.new_account()
+    _, order, _ = wire.issue(account, long_name, short_name)
+    chain = wire.as_account(account, order["certificate"]).content
+    leaf = x509.load_pem_x509_certificates(chain)[0]
+    cns = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    assert cns == [short_name]
+    version = cert_show(served, format(leaf.serial_number, "x"))
+    named = "SELECT count(*) FROM managed_certificates WHERE id = :id AND common_name = :cn"
+    assert count_rows(served, named, id=version["certificate_id"], cn=short_name) == 1
 
 
 def _samples(

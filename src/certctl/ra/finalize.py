@@ -315,6 +315,13 @@ def _fail(ctx: RAContext, account: Account, order_id: str, error: AcmeError) -> 
         )
 
 
+def _common_name(cert: x509.Certificate) -> str | None:
+    """The leaf's CN (ca.profile.leaf_subject picks it), or None when its subject is empty."""
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        return str(attribute.value)
+    return None
+
+
 def _record(
     ctx: RAContext,
     profile: Profile,
@@ -349,7 +356,11 @@ def _record(
     )
     actor = actor_for(account.id)
     certificate, version_row = inventory.certificate_rows(
-        version, name=f"acme-{view.order.id}", common_name=names[0], sans=names, now=now
+        version,
+        name=f"acme-{view.order.id}",
+        common_name=_common_name(issued.certificate) or names[0],
+        sans=names,
+        now=now,
     )
     events = (
         audit_log.event(
