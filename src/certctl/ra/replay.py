@@ -19,8 +19,9 @@ A request whose operation has no effect before its first write transaction (newO
 finalize, and the reads of an order, an authorization or a certificate) may instead
 carry its nonce as a ``PendingSpend`` into that transaction (``write_spending``): one
 commit fewer, and the account is confirmed in the transaction that acts for it. A
-finalize's claim, and those reads, are each one statement that spends it with its own
-writes or read (``pending``, then ``settle_spent``; storage.issuance, storage.spending).
+finalize's claim, a newOrder's writes when no concurrent-orders cap applies, and those
+reads, are each one statement that spends it with its own writes or read (``pending``,
+then ``settle_spent``; storage.issuance, storage.new_orders, storage.spending).
 Whoever defers settles afterwards: if the operation failed before spending, the nonce is
 spent on its own then, before any answer leaves, and an operation whose spend found the
 nonce used or the account changed (``NonceRaceError``) is rolled back and redone after
