@@ -26,13 +26,14 @@ STRING_FIRST = b'"' + b'\\"' * 32_000 + b"[" * 33
     ],
 )
 def test_hostile_json_is_refused_at_once(wire: Wire, body: bytes, detail: str) -> None:
-    # Not a performance target: the old scan misses this bound by more than ten times.
+    # Not a performance target: the old scan took 14 s on this body (7 s on a fast host);
+    # the bound leaves a loaded CI machine room for a 64 KiB round trip.
     started = time.monotonic()
     response = wire.post(wire["newAccount"], body)
     took = time.monotonic() - started
     doc = assert_problem(response, 400, "malformed", wire.directory_url)
     assert detail in doc["detail"], doc
-    assert took < 1.0, f"the server spent {took:.1f} s on a {len(body)}-octet body"
+    assert took < 3.0, f"the server spent {took:.1f} s on a {len(body)}-octet body"
     # ... and it still answers.
     assert wire.http.get(wire.directory_url).status_code == 200
 
