@@ -174,7 +174,7 @@ def new_order(
         },
     )
     replaces: str | None = None
-    if cap <= 0 and replaced is None:
+    if cap <= 0 and replaced is None and new_orders.one_statement(authzs):
         # Nothing to lock or count first: the spend, if still to be made, and every row
         # are one statement (one round trip on PostgreSQL, storage.new_orders).
         unspent = pending(spend)

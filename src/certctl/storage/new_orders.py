@@ -13,7 +13,11 @@ in the caller's transaction (``Database.statement()`` is one there).
 
 A statement's shape is the number of authorizations and of each one's challenges: it is
 built and compiled once per shape, for the shapes in use (an order of one name, with
-its challenges, is nearly every order).
+its challenges, is nearly every order). Only orders of at most ``ONE_STATEMENT_AUTHZS``
+names take it (``one_statement``): a shape per order size up to a profile's
+``max_identifiers`` (1000 allowed) would compile statements of thousands of CTEs, and
+a client could make the server compile a new one with every order. A larger order's rows
+are written one by one, in a transaction (``create`` says where it must run).
 """
 
 from __future__ import annotations
@@ -29,9 +33,17 @@ from certctl.storage import _chain, audit_log, nonces, orders
 from certctl.storage._fast import FastStatement
 from certctl.storage.schema import acme_authorizations, acme_challenges, acme_orders, audit_events
 
-# Shapes kept compiled; an order of many names is rare, and compiling its shape again is
-# the only cost of a miss.
+# Orders of up to this many names are one statement on PostgreSQL; with at most three
+# challenges each, a shape is at most 41 CTEs.
+ONE_STATEMENT_AUTHZS = 8
+# Shapes kept compiled; compiling one again is the only cost of a miss.
 _SHAPES_KEPT = 64
+
+
+def one_statement(authzs: Sequence[Authorization]) -> bool:
+    """Whether ``create`` writes these rows in one statement on PostgreSQL (so it may run
+    in ``Database.statement()``, in autocommit); otherwise it needs a transaction."""
+    return len(authzs) <= ONE_STATEMENT_AUTHZS
 
 
 @functools.lru_cache(maxsize=_SHAPES_KEPT)
@@ -75,8 +87,12 @@ def create(
     """Insert ``order`` with ``authzs`` (and their challenges) and ``audit`` (an
     ``audit_log.event``); first spend the nonce ``spend`` describes (the keywords of
     ``nonces.consume_for_account``), if one is given. False, with nothing written, when
-    that spend did not land (the nonce was used, or the account no longer matches)."""
-    if conn.dialect.name != "postgresql":
+    that spend did not land (the nonce was used, or the account no longer matches).
+
+    Run it in ``Database.statement()`` when ``one_statement(authzs)``, else in
+    ``Database.write()``: on PostgreSQL the larger order's rows are several statements.
+    (On SQLite both are a transaction.)"""
+    if conn.dialect.name != "postgresql" or not one_statement(authzs):
         if spend is not None and not nonces.consume_for_account(conn, **spend):
             return False
         orders.insert_order(conn, order, authzs)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from certctl.domain.model import Account, AuthzStatus, Order
-from certctl.storage import audit_log, new_orders, orders
+from certctl.storage import audit_log, new_orders, nonces, orders
 from certctl.storage.db import Database
 from certctl.storage.schema import (
     acme_authorizations,
@@ -18,6 +18,7 @@ from certctl.storage.schema import (
     audit_events,
 )
 from tests.unit.storage.helpers import (
+    NONCE_EXPIRES,
     NOW,
     build_order,
     new_account,
@@ -112,3 +113,28 @@ def test_create_whose_spend_does_not_land_writes_nothing(db: Database, why: str)
         assert not new_orders.create(conn, order, authzs, audit=_event(order), spend=spend)
     assert _rows(db) == (1, 1, 1, 1)  # the first order's only
     assert not nonce_spent(db, "n-2")
+
+
+@pytest.mark.parametrize("spent_before", [False, True])
+def test_an_order_past_the_one_statement_size_is_written_in_a_transaction(
+    db: Database, spent_before: bool
+) -> None:
+    """More names than ONE_STATEMENT_AUTHZS: no statement of that shape is built; the rows
+    go one by one in the caller's transaction, and a used nonce still writes nothing."""
+    account = _account(db)
+    names = tuple(f"n{i}.example" for i in range(new_orders.ONE_STATEMENT_AUTHZS + 1))
+    order, authzs = build_order(account, names, challenge_types=("dns-01",))
+    assert not new_orders.one_statement(authzs)
+    assert new_orders.one_statement(authzs[:-1])
+    if spent_before:
+        with db.write() as conn:
+            nonces.consume(conn, "n-big", NONCE_EXPIRES)
+    built = new_orders._statement.cache_info().misses
+    with db.write() as conn:
+        created = new_orders.create(
+            conn, order, authzs, audit=_event(order), spend=spend_of(account, "n-big")
+        )
+    assert new_orders._statement.cache_info().misses == built  # no statement of its shape
+    assert created is not spent_before
+    expected = (0, 0, 0, 0) if spent_before else (1, len(names), len(names), 1)
+    assert _rows(db) == expected
