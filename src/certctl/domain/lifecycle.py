@@ -88,6 +88,8 @@ def order_status(
     """Derive an order's status (RFC 8555 §7.1.6, Pebble's rule).
 
     ``authz_statuses`` must already be effective statuses (see authz_effective_status).
+    The finalize's claim repeats the READY case in SQL, as its compare-and-set
+    (storage.orders.BEGIN_PROCESSING): a change here must be made there too.
     """
     if stored in (OrderStatus.VALID, OrderStatus.INVALID, OrderStatus.PROCESSING):
         return stored

@@ -230,10 +230,11 @@ def _check_csr(
 
 def _issuer(ca: LocalCA, profile: Profile) -> Issuer:
     issuer = ca.issuers.get(profile.issuer_id)
-    if issuer is None:  # the profile names an issuer this CA does not hold: an operator's fix
-        raise AcmeError(
-            ProblemType.SERVER_INTERNAL, f"profile {profile.id!r} names an issuer not loaded"
-        )
+    if issuer is None:
+        # An operator's fix: the profile names an issuer this CA does not hold. The log
+        # says which; the client's problem says nothing of the configuration.
+        log.error("profile %s names issuer %s, which is not loaded", profile.id, profile.issuer_id)
+        raise AcmeError(ProblemType.SERVER_INTERNAL, "the CA could not sign this certificate")
     return issuer
 
 
