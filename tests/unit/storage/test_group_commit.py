@@ -33,6 +33,8 @@ class _Disk:
         self.entered = threading.Event()
         self._real = os.fdatasync  # the module is os itself: keep the real one
         self.calls = 0
+        self.delay = 0.0  # seconds each sync takes on top of the real one
+        self.threads: list[str] = []  # the thread that made each sync
 
     def hold_back(self) -> None:
         self.entered.clear()
@@ -40,8 +42,10 @@ class _Disk:
 
     def fdatasync(self, fd: int) -> None:
         self.calls += 1
+        self.threads.append(threading.current_thread().name)
         self.entered.set()
         assert self.gate.wait(10)
+        time.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
         self._real(fd)
@@ -166,20 +170,77 @@ def test_one_sync_covers_the_writers_that_queued_behind_it(db: Database, disk: _
     assert sorted(_values(db)) == list(range(10))
 
 
-def test_on_the_event_loop_the_answer_waits_not_the_write(db: Database, disk: _Disk) -> None:
+def test_on_a_slow_disk_the_answer_waits_not_the_loop(db: Database, disk: _Disk) -> None:
     async def run() -> None:
+        # A sync slower than LOOP_SYNC_MAX_S, made on the loop: later ones go to the thread.
+        disk.delay = 0.02
+        with hold() as held:
+            _insert(db, 1)
+        first = held.pending()
+        assert first is not None
+        await asyncio.wait_for(first, 5)
+        disk.delay = 0.0
         disk.hold_back()
         with hold() as held:
             _insert(db, 3)  # returns at once: the loop must not block on the disk
         pending = held.pending()
         assert pending is not None
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the loop runs on while the sync is held back
         assert not pending.done(), "the hold ended before the sync"
         disk.gate.set()
         await asyncio.wait_for(pending, 5)
 
     asyncio.run(run())
     assert disk.synced_sizes
+    assert disk.threads[-1] == "wal-sync"
+
+
+@pytest.mark.usefixtures("no_lazy_sync")
+def test_on_a_quick_disk_the_loop_syncs_once_for_the_answers_of_a_pass(
+    db: Database, disk: _Disk
+) -> None:
+    """Every answer held in one pass of the loop shares one sync, made on the loop: no
+    hand-off to the thread and back (certctl.storage.durable, LOOP_SYNC_MAX_S)."""
+
+    async def run() -> int:
+        futures = []
+        for value in range(5):  # five requests answered in one pass
+            with hold() as held:
+                _insert(db, value)
+            pending = held.pending()
+            assert pending is not None
+            futures.append(pending)
+        before = disk.calls
+        await asyncio.wait_for(asyncio.gather(*futures), 5)
+        return disk.calls - before
+
+    loop_thread = threading.current_thread().name
+    assert asyncio.run(run()) == 1
+    assert disk.threads[-1] == loop_thread
+    assert sorted(_values(db)) == list(range(5))
+
+
+def test_a_failed_sync_on_the_loop_fails_the_held_answers_of_its_pass(
+    db: Database, disk: _Disk
+) -> None:
+    async def run() -> list[BaseException | None]:
+        futures = []
+        for value in range(3):
+            with hold() as held:
+                _insert(db, value)
+            pending = held.pending()
+            assert pending is not None
+            futures.append(pending)
+        disk.fail = OSError(5, "Input/output error")
+        done = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+        return list(done)
+
+    loop_thread = threading.current_thread().name
+    outcomes = asyncio.run(run())
+    assert [type(o) for o in outcomes] == [DurabilityError] * 3
+    assert disk.threads[-1] == loop_thread
+    disk.fail = None
+    _insert(db, 9)  # the disk is back: later commits are answered again
 
 
 def test_a_hold_with_nothing_unsynced_has_nothing_pending(db: Database, disk: _Disk) -> None:
