@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import TypeDecorator, create_engine, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import StatementError
 
 from certctl.storage import nonces
@@ -72,3 +73,35 @@ def test_none_passes_through() -> None:
         dialect = create_engine(url).dialect
         assert decorator.process_bind_param(None, dialect) is None
         assert decorator.process_result_value(None, dialect) is None
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2030, 1, 2, 8, 34, 5, 7, tzinfo=KOLKATA),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_text_is_sqlalchemys_own(moment: datetime) -> None:
+    """UTCDateTime's quick SQLite processors write and read the text SQLAlchemy's DATETIME
+    would (the stored format, and so SQL comparisons, do not change with them)."""
+    dialect = sqlite.dialect()
+    impl = UTCDateTime().dialect_impl(dialect)
+    assert isinstance(impl, UTCDateTime)
+    own_bind = TypeDecorator.bind_processor(impl, dialect)
+    own_result = TypeDecorator.result_processor(impl, dialect, None)
+    bind, result = impl.bind_processor(dialect), impl.result_processor(dialect, None)
+    assert own_bind is not None and own_result is not None
+    assert bind is not None and result is not None
+    assert bind(moment) == own_bind(moment)
+    back = result(bind(moment))
+    assert back == own_result(own_bind(moment)) == moment
+    assert isinstance(back, datetime) and back.tzinfo is UTC
+    # Text SQLite itself writes (CURRENT_TIMESTAMP) and text with an offset read as UTC.
+    assert result("2030-01-02 03:04:05") == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert result("2030-01-02 08:34:05+05:30") == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match="naive"):
+        bind(datetime(2030, 1, 1))
