@@ -21,7 +21,7 @@ as with FULL, because nothing is answered before the sync that covers it:
   answered shares that sync. While syncs take under ``LOOP_SYNC_MAX_S`` the loop makes
   the fdatasync itself, which costs it that long: handing it to the thread and back
   cost more CPU than the sync (two wake-ups and two GIL hand-offs for a syscall of tens
-  of microseconds; about 9 % of an issuance's CPU, measured). When syncs are slower the
+  of microseconds: 5 to 8 % of an issuance's CPU, measured). When syncs are slower the
   thread makes them, and the loop goes on answering meanwhile;
 - a commit that no answer reports (``Database.write(promised=False)``: a spent nonce
   beside reads) is not waited for; the next sync carries it, and the thread syncs it
