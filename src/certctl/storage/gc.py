@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, select, text, update
+from sqlalchemy import Connection, and_, delete, select, text, tuple_, update
 
 from certctl.domain.model import AuthzStatus, OrderStatus
 from certctl.storage.schema import (
@@ -34,8 +34,15 @@ def fleet_lock(conn: Connection) -> Iterator[bool]:
 
 
 def purge_nonces(conn: Connection, now: datetime, limit: int) -> int:
-    victims = select(used_nonces.c.nonce).where(used_nonces.c.expires_at < now).limit(limit)
-    result = conn.execute(delete(used_nonces).where(used_nonces.c.nonce.in_(victims)))
+    # The oldest ``limit`` rows, by the table's key (expires_at, nonce): a range of it.
+    key = tuple_(used_nonces.c.expires_at, used_nonces.c.nonce)
+    victims = (
+        select(used_nonces.c.expires_at, used_nonces.c.nonce)
+        .where(used_nonces.c.expires_at < now)
+        .order_by(used_nonces.c.expires_at, used_nonces.c.nonce)
+        .limit(limit)
+    )
+    result = conn.execute(delete(used_nonces).where(key.in_(victims)))
     return int(result.rowcount)
 
 

@@ -52,7 +52,7 @@ def _spend(insert: Any, source: Select[Any]) -> Any:
     return (
         insert(used_nonces)
         .from_select(["nonce", "expires_at"], source)
-        .on_conflict_do_nothing(index_elements=["nonce"])
+        .on_conflict_do_nothing(index_elements=["expires_at", "nonce"])
         .returning(used_nonces.c.nonce)
     )
 

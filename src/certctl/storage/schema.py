@@ -256,9 +256,14 @@ used_nonces = Table(
     "acme_used_nonces",
     metadata,
     # RFC 8555 §6.5: a nonce is accepted once. The primary key makes the second use lose.
+    # A nonce carries its own expiry under its MAC (certctl.acme.nonce), so (expires_at,
+    # nonce) is as unique as the nonce, and the one key also serves the GC's purge by
+    # expiry: each spend writes one b-tree, appended at its end, where a key on the nonce
+    # with an expiry index wrote three (on SQLite: the table, its key, the index), each at
+    # a random page. Without a rowid on SQLite: the key is the table.
+    Column("expires_at", UTCDateTime(), primary_key=True),
     Column("nonce", String(96), primary_key=True),
-    _ts("expires_at"),
-    Index("ix_acme_used_nonces_expires", "expires_at"),
+    sqlite_with_rowid=False,
 )
 
 managed_certificates = Table(

@@ -6,20 +6,24 @@ import fcntl
 import multiprocessing
 import queue
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 import certctl.storage
+from certctl.storage import nonces
 from certctl.storage.db import Database
-from certctl.storage.schema import metadata
-from tests.unit.storage.helpers import migrate_worker
+from certctl.storage.schema import UTCDateTime, metadata
+from tests.unit.storage.helpers import NOW, migrate_worker
 
 PROCESSES = 4
 MIGRATIONS = Path(certctl.storage.__file__).parent / "migrations"
@@ -115,3 +119,63 @@ def test_a_failed_migration_reports_its_error_and_releases_the_lock(store_url: s
             assert held == 0
     finally:
         db.dispose()
+
+
+def _alembic(conn: Connection, action: str, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    getattr(command, action)(cfg, revision)
+    conn.commit()
+
+
+def _spend_raw(conn: Connection, nonce: str, expires_at: str) -> None:
+    conn.execute(
+        text("INSERT INTO acme_used_nonces (nonce, expires_at) VALUES (:n, :e)"),
+        {"n": nonce, "e": expires_at},
+    )
+
+
+def test_used_nonces_keep_their_single_use_across_the_0005_upgrade_and_back(
+    store_url: str,
+) -> None:
+    """0005 rebuilds the used-nonce table around one key, (expires_at, nonce): a nonce
+    spent before the upgrade (and not yet expired) must stay spent after it (RFC 8555
+    §6.5), and the key must be the only structure the table has."""
+    expiry = NOW + timedelta(minutes=5)
+    db = Database(store_url)
+    try:
+        with db.engine.connect() as conn:
+            _alembic(conn, "upgrade", "0004")
+            _spend_raw(conn, "spent-before-0005", str(_stored(conn, expiry)))
+            conn.commit()
+            _alembic(conn, "upgrade", "0005")
+            schema = inspect(conn)
+            assert schema.get_pk_constraint("acme_used_nonces")["constrained_columns"] == [
+                "expires_at",
+                "nonce",
+            ]
+            assert schema.get_indexes("acme_used_nonces") == []
+            if db.is_sqlite:
+                create = conn.execute(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'acme_used_nonces'")
+                ).scalar_one()
+                assert "WITHOUT ROWID" in create
+        with db.write() as conn:
+            assert nonces.consume(conn, "spent-before-0005", expiry) is False
+            assert nonces.consume(conn, "spent-after-0005", expiry) is True
+        with db.engine.connect() as conn:
+            _alembic(conn, "downgrade", "0004")
+            assert inspect(conn).get_pk_constraint("acme_used_nonces")["constrained_columns"] == [
+                "nonce"
+            ]
+            kept = conn.execute(text("SELECT nonce FROM acme_used_nonces ORDER BY nonce"))
+            assert [n for (n,) in kept] == ["spent-after-0005", "spent-before-0005"]
+    finally:
+        db.dispose()
+
+
+def _stored(conn: Connection, moment: datetime) -> object:
+    """``moment`` as the column type stores it on this dialect (text on SQLite)."""
+    bind = UTCDateTime().bind_processor(conn.dialect)
+    return bind(moment) if bind is not None else moment
