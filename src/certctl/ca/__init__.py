@@ -7,7 +7,7 @@ own certificate (``ensure_server_certificate``) and the persisted delegated OCSP
 """
 
 from certctl.ca.bootstrap import load_or_create_ca
-from certctl.ca.issuer import Issuer, LocalCA, csr_signature_valid, issuer_id
+from certctl.ca.issuer import Issuer, LocalCA, csr_public_key, csr_signature_valid, issuer_id
 from certctl.ca.keys import FileKeyBackend, KeyBackend, KeyType, PrivateKey, generate_key
 from certctl.ca.lint import LintError
 from certctl.ca.profile import IssuedCertificate, IssueRequest, key_info
@@ -24,6 +24,7 @@ __all__ = [
     "LintError",
     "LocalCA",
     "PrivateKey",
+    "csr_public_key",
     "csr_signature_valid",
     "ensure_server_certificate",
     "generate_key",

@@ -59,10 +59,19 @@ def csr_signature_valid(csr: x509.CertificateSigningRequest) -> bool:
     return csr.is_signature_valid
 
 
+@functools.lru_cache(maxsize=256)
+def csr_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
+    """The CSR's public key, parsed once per request (the library parses it afresh on
+    every call, point check included): the RA reads it before an order moves to
+    processing and the CA again before signing. Keyed by equality, like
+    ``csr_signature_valid``; a key that does not parse raises, and is not remembered."""
+    return csr.public_key()
+
+
 def checked_public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
     """The CSR's public key, once its self-signature proves possession (RFC 2986 §3)."""
     try:
-        public_key = csr.public_key()
+        public_key = csr_public_key(csr)
         valid = csr_signature_valid(csr)
     except UnsupportedAlgorithm as exc:
         raise AcmeError(ProblemType.BAD_CSR, "CSR uses an unsupported algorithm") from exc

@@ -25,7 +25,14 @@ from sqlalchemy import Connection
 from certctl.acme.b64 import b64url_decode
 from certctl.acme.jwk import spki_sha256
 from certctl.acme.problems import problem_document
-from certctl.ca import IssuedCertificate, Issuer, IssueRequest, LocalCA, csr_signature_valid
+from certctl.ca import (
+    IssuedCertificate,
+    Issuer,
+    IssueRequest,
+    LocalCA,
+    csr_public_key,
+    csr_signature_valid,
+)
 from certctl.domain.errors import AcmeError, ProblemType, malformed, not_found
 from certctl.domain.identifiers import identifier_set
 from certctl.domain.model import Account, CertificateVersion, Order, OrderStatus, Profile
@@ -132,7 +139,7 @@ def finalize(
             raise loaded
         csr = verified_csr(loaded)
         if known is None:  # the signature verified, so the key parses
-            public_key = csr.public_key()
+            public_key = csr_public_key(csr)
             known = public_key, spki_sha256(public_key)
         _check_csr(conn, ca, profile, view, csr, known, refusals)
         authzs = (
@@ -183,7 +190,7 @@ def _csr_key(
     if isinstance(csr, AcmeError):
         return None
     try:
-        key = csr.public_key()
+        key = csr_public_key(csr)
         return key, spki_sha256(key)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None

@@ -17,6 +17,7 @@ from certctl.ca import (
     IssuedCertificate,
     LintError,
     LocalCA,
+    csr_public_key,
     csr_signature_valid,
     key_info,
 )
@@ -224,6 +225,19 @@ def test_a_remembered_good_signature_does_not_vouch_for_a_tampered_copy(
         local_ca.default_issuer.issue(make_request(tampered))
     assert caught.value.type is ProblemType.BAD_CSR
     local_ca.default_issuer.issue(make_request(good))
+
+
+def test_the_ca_reuses_the_key_the_ra_read_from_the_same_csr(local_ca: LocalCA) -> None:
+    # The library parses a CSR's key afresh on every call; the RA reads it before the
+    # claim, so the CA's read before signing is a lookup. An equal CSR is the same key.
+    csr = make_csr(ec_key())
+    read_by_ra = csr_public_key(csr)
+    hits = csr_public_key.cache_info().hits
+    issued = local_ca.default_issuer.issue(make_request(csr))
+    assert csr_public_key.cache_info().hits == hits + 1
+    assert issued.certificate.public_key() == read_by_ra
+    copy = x509.load_der_x509_csr(csr.public_bytes(serialization.Encoding.DER))
+    assert csr_public_key(copy) is read_by_ra
 
 
 def test_weak_rsa_key_is_bad_public_key(local_ca: LocalCA) -> None:
