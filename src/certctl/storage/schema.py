@@ -258,9 +258,9 @@ used_nonces = Table(
     # RFC 8555 §6.5: a nonce is accepted once. The primary key makes the second use lose.
     # A nonce carries its own expiry under its MAC (certctl.acme.nonce), so (expires_at,
     # nonce) is as unique as the nonce, and the one key also serves the GC's purge by
-    # expiry: each spend writes one b-tree, appended at its end, where a key on the nonce
-    # with an expiry index wrote three (on SQLite: the table, its key, the index), each at
-    # a random page. Without a rowid on SQLite: the key is the table.
+    # expiry: each spend writes one b-tree, at its end (expiries grow), where a key on
+    # the nonce and an index on the expiry wrote three on SQLite (the table, the key at a
+    # random page, the index). Without a rowid on SQLite: the key is the table.
     Column("expires_at", UTCDateTime(), primary_key=True),
     Column("nonce", String(96), primary_key=True),
     sqlite_with_rowid=False,
