@@ -34,16 +34,31 @@ def fleet_lock(conn: Connection) -> Iterator[bool]:
 
 
 def purge_nonces(conn: Connection, now: datetime, limit: int) -> int:
-    # The oldest ``limit`` rows, by the table's key (expires_at, nonce): a range of it.
+    """Delete at most ``limit`` expired nonces, the oldest first. They are a prefix of the
+    table's key (expires_at, nonce), so the delete is a range of the key ending at the
+    ``limit``-th of them: found with one index probe and removed with one range scan on
+    both backends (an ``IN`` of the selected keys was a full scan on PostgreSQL)."""
+    if limit <= 0:
+        return 0
     key = tuple_(used_nonces.c.expires_at, used_nonces.c.nonce)
-    victims = (
+    expired = used_nonces.c.expires_at < now
+    last = conn.execute(
         select(used_nonces.c.expires_at, used_nonces.c.nonce)
-        .where(used_nonces.c.expires_at < now)
+        .where(expired)
         .order_by(used_nonces.c.expires_at, used_nonces.c.nonce)
-        .limit(limit)
+        .offset(limit - 1)
+        .limit(1)
+    ).first()
+    if last is None:
+        return int(conn.execute(delete(used_nonces).where(expired)).rowcount)
+    # ``last`` has expired, so every key up to it has. The plain bound on expires_at is
+    # what SQLite's planner ends its range scan with (it does not with the row value); a
+    # plain tuple on the right takes the key's column types (UTCDateTime's binding).
+    where = and_(
+        used_nonces.c.expires_at <= last.expires_at,
+        key <= (last.expires_at, last.nonce),
     )
-    result = conn.execute(delete(used_nonces).where(key.in_(victims)))
-    return int(result.rowcount)
+    return int(conn.execute(delete(used_nonces).where(where)).rowcount)
 
 
 def expire_authzs(conn: Connection, now: datetime, limit: int) -> list[str]:

@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
-from certctl.storage import nonces
+from certctl.storage import gc, nonces
 from certctl.storage.db import Database
+from certctl.storage.schema import used_nonces
 from tests.unit.storage.helpers import NOW
 
 THREADS = 20
@@ -101,3 +102,26 @@ def test_a_lazy_spend_commits_without_waiting_for_the_wal_in_its_own_transaction
             assert _synchronous_commit(conn) == "on"
     finally:
         db.dispose()
+
+
+def test_the_gc_purges_the_oldest_expired_nonces_up_to_its_limit(db: Database) -> None:
+    """A batch is a prefix of the key (expires_at, nonce): exactly ``limit`` rows, the
+    oldest first, ties within one second of expiry broken by the nonce, nothing live."""
+    early, late = NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)
+    spent = {"a": early, "b": late, "c": late, "d": late, "live": NOW + timedelta(minutes=5)}
+    with db.write() as conn:
+        for nonce, expires_at in spent.items():
+            assert nonces.consume(conn, nonce, expires_at)
+
+    def left() -> set[str]:
+        with db.read() as conn:
+            return {n for (n,) in conn.execute(select(used_nonces.c.nonce))}
+
+    with db.write() as conn:
+        assert gc.purge_nonces(conn, NOW, 0) == 0
+        assert gc.purge_nonces(conn, NOW, 2) == 2
+    assert left() == {"c", "d", "live"}
+    with db.write() as conn:
+        assert gc.purge_nonces(conn, NOW, 10) == 2
+        assert gc.purge_nonces(conn, NOW, 10) == 0
+    assert left() == {"live"}
