@@ -24,19 +24,13 @@ _INDEX = "ix_acme_used_nonces_expires"
 _PK = "pk_acme_used_nonces"
 
 
-def _columns() -> list[sa.Column[object]]:
-    return [
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("nonce", sa.String(length=96), nullable=False),
-    ]
-
-
 def upgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         # WITHOUT ROWID cannot be switched on in place: a new table, filled, renamed.
         op.create_table(
             "acme_used_nonces_new",
-            *_columns(),
+            sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("nonce", sa.String(length=96), nullable=False),
             sa.PrimaryKeyConstraint("expires_at", "nonce", name=_PK),
             sqlite_with_rowid=False,
         )
@@ -44,8 +38,7 @@ def upgrade() -> None:
             "INSERT INTO acme_used_nonces_new (expires_at, nonce)"
             " SELECT expires_at, nonce FROM acme_used_nonces"
         )
-        op.drop_index(_INDEX, table_name=_TABLE)
-        op.drop_table(_TABLE)
+        op.drop_table(_TABLE)  # and its expiry index with it
         op.rename_table("acme_used_nonces_new", _TABLE)
         return
     op.drop_constraint(_PK, _TABLE, type_="primary")
